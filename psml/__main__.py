@@ -1,0 +1,5 @@
+import sys
+
+from psml.cli import main
+
+sys.exit(main())

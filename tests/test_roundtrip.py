@@ -1,0 +1,43 @@
+"""nbgrader round trip per assignment, in a throw-away course directory.
+
+A student who submits the solution gets full marks; one who submits the untouched release
+gets 0; feedback is generated; the exported CSV holds exactly those scores.
+"""
+
+import pytest
+from nbtools import ROOT, make_course, nbgrader, read_grades, submit
+
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_roundtrip(assignment, tmp_path):
+    course = make_course(tmp_path, assignment)
+    for student in ("solved", "untouched"):
+        nbgrader("db", "student", "add", student, cwd=course)
+    nbgrader("generate_assignment", assignment, cwd=course)
+    sources = sorted((course / "solutions" / assignment).glob("*.ipynb"))
+    released = sorted((course / "exercises" / assignment).glob("*.ipynb"))
+    assert [p.name for p in sources] == [p.name for p in released]
+    submit(course, "solved", assignment, sources)
+    submit(course, "untouched", assignment, released)
+
+    nbgrader("autograde", assignment, cwd=course)
+    nbgrader("generate_feedback", assignment, cwd=course)
+    nbgrader("export", cwd=course)
+
+    for student in ("solved", "untouched"):
+        for nb in released:
+            html = course / "feedback" / student / assignment / nb.with_suffix(".html").name
+            assert html.is_file(), f"no feedback for {student}: {html}"
+    grades = read_grades(course)
+    assert set(grades) == {"solved", "untouched"}
+    max_score = float(grades["solved"]["max_score"])
+    assert max_score > 0, "the assignment has no points"
+    assert float(grades["solved"]["score"]) == max_score, (
+        f"the solution scored {grades['solved']['score']} of {max_score}: a test fails on "
+        "the reference solution (see the autograded notebook for which)")
+    assert float(grades["untouched"]["score"]) == 0, (
+        f"the untouched exercise scored {grades['untouched']['score']}: some test passes "
+        "without any work from the student")
