@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PSML_VENV:-$ROOT/.venv}"
 cd "$ROOT"
+extra=()
+[ "$(id -u)" = 0 ] && extra+=(--allow-root)   # containers and CI run as root
 echo "Starting JupyterLab: open the http://127.0.0.1:... URL printed below (Ctrl-C stops it)."
 exec "$VENV/bin/jupyter" lab --ServerApp.root_dir="$ROOT" --ip=127.0.0.1 \
-  --LabApp.default_url=/lab/tree/exercises "$@"
+  --LabApp.default_url=/lab/tree/exercises "${extra[@]}" "$@"
