@@ -35,6 +35,7 @@ lock:            ## re-resolve pyproject.toml's ranges into requirements.lock
 	@test -x $(VENV)/bin/uv || { python3 -m venv $(VENV) && $(PY) -m pip install -q uv; }
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	python3 tools/envfile.py
 
 bench: setup     ## run the benchmarks; each writes its figures to results/
 	@mkdir -p results; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

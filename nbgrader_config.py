@@ -18,3 +18,8 @@ c.LimitOutput.max_traceback = 100
 # Released notebooks get this stub where a solution was.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Files notebooks write next to themselves while running (08-mpi saves the student's own
+# functions for its batch script): never copied into a release or collected as a submission.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
+                            "dp_sgd_parts.py"]

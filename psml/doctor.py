@@ -76,6 +76,7 @@ def _version(dist: str, module) -> str:
 
 @check
 def packages() -> list[Check]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ banner out of the report
     out = []
     for mod, dist, prefix in REQUIRED:
         try:
@@ -101,6 +102,10 @@ def kernel() -> Check:
     specs = KernelSpecManager().find_kernel_specs()
     if KERNEL_NAME in specs:
         return Check("kernel", OK, f"'{KERNEL_NAME}' at {specs[KERNEL_NAME]}")
+    # HPC sites get psml-<variant> kernels from a site profile (psml kernels install).
+    site_kernels = sorted(k for k in specs if k.startswith(KERNEL_NAME + "-"))
+    if site_kernels:
+        return Check("kernel", OK, f"site kernels {', '.join(site_kernels)}")
     return Check("kernel", FAIL, f"no '{KERNEL_NAME}' kernel spec (found: {sorted(specs)})",
                  "run `make lab`, or `python -m ipykernel install --sys-prefix --name psml "
                  "--display-name 'Python 3 (psml)'`")
@@ -149,6 +154,38 @@ def mpi() -> list[Check]:
 
 
 @check
+def horovod() -> Check:
+    """Horovod (unit 09): version, and which controllers/GPU operations it was built with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from psml.hvdrun import pinned_version
+
+    want = pinned_version()
+    fix = ("run `make lab` (tools/setup.sh builds Horovod; its log is "
+           ".venv/horovod-build.log), or on an HPC system load the site's Horovod module")
+    try:
+        have = version("horovod")
+    except PackageNotFoundError:
+        return Check("horovod", FAIL, "not installed (needed by unit 09)", fix)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import horovod.tensorflow as hvd
+    except Exception as exc:  # e.g. built against another TensorFlow: undefined symbols
+        return Check("horovod", FAIL, f"{have} does not import: {exc}".splitlines()[0],
+                     "rebuild it against this TensorFlow: `pip uninstall -y horovod`, then "
+                     + fix)
+    built = [n for n, ok in (("MPI", hvd.mpi_built()), ("Gloo", hvd.gloo_built()),
+                             ("NCCL", hvd.nccl_built())) if ok]
+    detail = f"{have}, TensorFlow, controllers/ops: {', '.join(built) or 'none'}"
+    if want and have.split("+")[0] != want:
+        return Check("horovod", FAIL, f"{detail}; the course pins {want}",
+                     f"`pip uninstall -y horovod`, then {fix}")
+    if not (hvd.mpi_built() or hvd.gloo_built()):
+        return Check("horovod", FAIL, f"{detail}: horovodrun cannot start workers", fix)
+    return Check("horovod", OK, detail)
+
+
+@check
 def data() -> Check:
     from psml.config import data_dir
     from psml.data import mnist_status
@@ -162,6 +199,76 @@ def data() -> Check:
                      "is used", "delete it and run `psml data fetch`")
     return Check("data", INFO, f"{d}: no full MNIST; the 5,000-image offline subset is used "
                  "(`psml data fetch` gets the full set)")
+
+
+# --- HPC session: modules, Slurm, which kernel (psml/kernels.py generates the kernels) ------
+
+def _loaded_modules() -> list[str]:
+    return [m for m in os.environ.get("LOADEDMODULES", "").split(":") if m]
+
+
+@check
+def course_kernel() -> Check:
+    """kernel.sh of a generated course kernel exports PSML_KERNEL=<site>-<variant>."""
+    tag = os.environ.get("PSML_KERNEL", "")
+    if tag:
+        return Check("course kernel", OK, f"running under the psml kernel '{tag}'")
+    if _loaded_modules():  # a module system in use: probably an HPC site without the kernel
+        return Check("course kernel", WARN, "not started by a psml course kernel "
+                     "(PSML_KERNEL unset) although modules are loaded",
+                     "in JupyterLab pick 'psml (CPU)' or 'psml (GPU)' (Kernel > Change Kernel); "
+                     "none listed? `psml kernels install --site NAME --user` or ask the course "
+                     "admin")
+    return Check("course kernel", INFO, "PSML_KERNEL unset: the laptop kernel 'psml', or not "
+                 "run from a kernel (run `!psml doctor` in a notebook to check its kernel)")
+
+
+@check
+def modules() -> Check:
+    loaded = _loaded_modules()
+    tag = os.environ.get("PSML_KERNEL", "")
+    want: list[str] = []
+    if tag:
+        try:
+            from psml.kernels import installed
+
+            want = next((k.get("modules", []) for k in installed().values()
+                         if f"{k['site']}-{k['variant']}" == tag), [])
+        except Exception:  # no kernel metadata to compare with: just report
+            want = []
+    missing = [m for m in want if m not in loaded]
+    if missing:
+        return Check("modules", WARN, f"kernel '{tag}' loads {', '.join(want)} but "
+                     f"{', '.join(missing)} is not loaded now",
+                     "restart the kernel; if it persists, reinstall the kernels "
+                     "(psml kernels install) or ask the course admin")
+    if not loaded:
+        lmod = "no Lmod modules loaded" if os.environ.get("LMOD_CMD") else "no module system"
+        return Check("modules", INFO, lmod)
+    return Check("modules", OK if want else INFO, f"{len(loaded)} loaded: {', '.join(loaded)}")
+
+
+@check
+def slurm() -> list[Check]:
+    from psml.kernels import SLURM_BREAKING_VARS
+
+    names = sorted(k for k in os.environ if k.startswith("SLURM_"))
+    srun = shutil.which("srun")
+    if not names:
+        where = f"srun at {srun}" if srun else "no srun on PATH"
+        return [Check("Slurm", INFO, f"not inside a Slurm job ({where})")]
+    job = os.environ.get("SLURM_JOB_ID", "?")
+    nodes = os.environ.get("SLURM_JOB_NODELIST", "?")
+    out = [Check("Slurm", INFO, f"inside job {job} on {nodes} ({len(names)} SLURM_* "
+                 f"variables; {'srun at ' + srun if srun else 'no srun on PATH'})")]
+    bad = [k for k in SLURM_BREAKING_VARS if k in os.environ]
+    if bad:
+        out.append(Check("Slurm env", WARN, f"{', '.join(bad)} set: sbatch/srun started from "
+                         "here inherit them and fail (conflicting memory or cpus-per-task "
+                         "options) or get pinned to this job's cores",
+                         "use a psml course kernel or `module load psml` (both unset them), "
+                         f"or run `unset {' '.join(bad)}` before sbatch/srun"))
+    return out
 
 
 def run_checks() -> list[Check]:

@@ -26,11 +26,17 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode,
     t0 = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - t0
-    _record_time(path, seconds)
+    record_time(path, seconds)
     return nb, seconds
 
 
-def _record_time(path: Path, seconds: float) -> None:
+def error_outputs(nb) -> list[str]:
+    """'ename: evalue' of every error output in an executed notebook."""
+    return [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def record_time(path: Path, seconds: float) -> None:
     """Keep the latest quick-mode run time per notebook (reported, never asserted)."""
     TIMES.parent.mkdir(exist_ok=True)
     try:

@@ -1,13 +1,19 @@
 """nbgrader round trip per assignment, in a throw-away course directory.
 
-A student who submits the solution gets full marks; one who submits the untouched release
-gets 0; feedback is generated; the exported CSV holds exactly those scores.
+A student who submits the solution gets full marks (and nbgrader ran it top to bottom
+without an error: this is the solution notebooks' execution test); one who submits the
+untouched release gets 0; feedback is generated; the exported CSV holds exactly those scores.
 """
 
-import pytest
-from nbtools import ROOT, make_course, nbgrader, read_grades, submit
+import time
 
-ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+import nbformat
+import pytest
+from nbtools import (ROOT, error_outputs, make_course, nbgrader, read_grades, record_time,
+                     submit)
+from psml.course import assignments
+
+ASSIGNMENTS = assignments(ROOT)
 
 
 @pytest.mark.slow
@@ -23,7 +29,13 @@ def test_roundtrip(assignment, tmp_path):
     submit(course, "solved", assignment, sources)
     submit(course, "untouched", assignment, released)
 
-    nbgrader("autograde", assignment, cwd=course)
+    t0 = time.perf_counter()
+    nbgrader("autograde", assignment, "--student=solved", cwd=course)
+    for src in sources:  # nbgrader ran the whole solution: record its quick-mode time
+        record_time(ROOT / "solutions" / assignment / src.name, time.perf_counter() - t0)
+        graded = nbformat.read(course / "autograded" / "solved" / assignment / src.name, 4)
+        assert not error_outputs(graded), f"{src.name} raised: {error_outputs(graded)}"
+    nbgrader("autograde", assignment, "--student=untouched", cwd=course)
     nbgrader("generate_feedback", assignment, cwd=course)
     nbgrader("export", cwd=course)
 

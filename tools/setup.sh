@@ -11,7 +11,9 @@ die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # --- 1. System packages (Debian/Ubuntu), installed only when missing --------------------
 SYSTEM_PACKAGES=(openmpi-bin libopenmpi-dev)          # MPI for mpi4py, ipyparallel, Horovod
-TEST_PACKAGES=()                                       # units add theirs (e.g. slurm-wlm)
+SYSTEM_PACKAGES+=(cmake g++)                          # Horovod's build (step 3b)
+TEST_PACKAGES=(slurm-wlm munge)                        # units add theirs; Slurm: tests/slurm_cluster.py
+TEST_PACKAGES+=(lmod)                                  # tests/test_kernels.py: real Lmod
 [ "${PSML_SETUP_TEST:-0}" = 1 ] && SYSTEM_PACKAGES+=("${TEST_PACKAGES[@]}")
 missing=()
 if command -v dpkg-query >/dev/null; then
@@ -57,9 +59,52 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# --- 3b. Horovod (unit 09), built from source against the TensorFlow of step 3 -----------
+# Not in the lock: it compiles against the installed TensorFlow and the system's Open MPI,
+# so it needs --no-build-isolation (build isolation would fetch another TensorFlow) and a
+# CMake below 4 (CMake 4 rejects the bundled gloo's cmake_minimum_required). Skipped when
+# the pinned version already imports. The version lives in pyproject.toml, [tool.psml].
+# PSML_SKIP_HOROVOD=1 skips it; tools/setup-gpu.sh builds the NCCL variant instead.
+HOROVOD_VERSION="$("$PY" -c 'import sys, tomllib
+print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["psml"]["horovod"])' "$ROOT/pyproject.toml")"
+horovod_ok() {
+  "$PY" - "$HOROVOD_VERSION" <<'EOF' >/dev/null 2>&1
+import sys, importlib.metadata as md
+assert md.version("horovod").split("+")[0] == sys.argv[1]
+import horovod.tensorflow
+EOF
+}
+if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && ! horovod_ok; then
+  cmake_bin=""
+  for c in "${HOROVOD_CMAKE:-}" /usr/bin/cmake cmake; do
+    [ -n "$c" ] && command -v "$c" >/dev/null || continue
+    major="$("$c" --version | sed -n 's/^cmake version \([0-9]*\).*/\1/p')"
+    if [ -n "$major" ] && [ "$major" -lt 4 ]; then cmake_bin="$(command -v "$c")"; break; fi
+  done
+  [ -n "$cmake_bin" ] || die "Horovod needs CMake 3.13..3.x (CMake 4 breaks its gloo). Install it: apt-get install cmake, or set HOROVOD_CMAKE=/path/to/cmake-3.x"
+  command -v g++ >/dev/null || die "Horovod needs a C++ compiler: apt-get install g++ (or module load GCC)"
+  command -v mpicxx >/dev/null || die "Horovod's MPI controller needs MPI headers: apt-get install libopenmpi-dev (or module load your MPI)"
+  log="$VENV/horovod-build.log"
+  say "building Horovod $HOROVOD_VERSION (TensorFlow + MPI + Gloo; ~2-5 min, log: $log)"
+  t0=$SECONDS
+  if ! HOROVOD_CMAKE="$cmake_bin" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
+       HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
+       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+       MAKEFLAGS="-j$(nproc)" \
+       "$PY" -m pip install --disable-pip-version-check --no-cache-dir --no-build-isolation \
+         --no-deps -v "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    die "the Horovod build failed; the full log is $log (look for the first 'error:'). Common fixes: apt-get install cmake g++ libopenmpi-dev; PSML_SKIP_HOROVOD=1 tools/setup.sh to continue without unit 09."
+  fi
+  horovod_ok || die "Horovod $HOROVOD_VERSION installed but 'import horovod.tensorflow' fails: see $log; try 'rm -rf ~/.cache/pip' and run setup again"
+  say "Horovod built in $((SECONDS - t0)) s"
+fi
+
 # --- 4. The course kernel, inside the venv (found by this venv's Jupyter) ---------------
-if [ ! -f "$VENV/share/jupyter/kernels/psml/kernel.json" ]; then
+# TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's C++ start-up chatter out of students' notebooks.
+if ! grep -qs TF_CPP_MIN_LOG_LEVEL "$VENV/share/jupyter/kernels/psml/kernel.json"; then
   say "installing the kernel 'Python 3 (psml)'"
-  "$PY" -m ipykernel install --sys-prefix --name psml --display-name "Python 3 (psml)" >/dev/null
+  "$PY" -m ipykernel install --sys-prefix --name psml --display-name "Python 3 (psml)" \
+    --env TF_CPP_MIN_LOG_LEVEL 2 >/dev/null
 fi
 say "environment ready: $VENV"

@@ -1,0 +1,149 @@
+"""Time to grade a class: ``psml grade`` with 1 and 2 workers vs plain ``nbgrader autograde``.
+
+30 submissions of one assignment (PSML_GRADING_N to change), a mix of good and bad ones from
+tests/grading_corpus.py (good, untouched, exceptions, moved/duplicated cells, noise, ...; the
+slow cases -- infinite loop, fork bomb -- are left out so the three runs compare like with
+like). Plain nbgrader gets the same notebooks in one ``nbgrader autograde`` call. Peak memory:
+the largest resident set of one grading worker (nbgrader + kernel, sampled every 0.2 s).
+Writes results/grading.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ["PSML_QUICK"] = "1"
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+from grading_corpus import make_corpus  # noqa: E402
+
+from psml import grading, sandbox  # noqa: E402
+from psml.course import assignments  # noqa: E402
+
+N = int(os.environ.get("PSML_GRADING_N", "30"))
+MIX = ["good", "untouched", "solution_exception", "deleted_cells", "duplicated_cells",
+       "moved_cells", "stderr_noise", "wrong_kernelspec", "edited_tests", "corrupt_json"]
+
+
+def _course(tmp: Path, assignment: str) -> Path:
+    course = tmp / "course"
+    for d in ("solutions", "exercises"):
+        shutil.copytree(ROOT / d / assignment, course / d / assignment)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    return course
+
+
+def _class(course: Path, assignment: str, inbox: Path) -> None:
+    corpus = inbox.parent / "corpus"
+    make_corpus(course, assignment, corpus, only=MIX)
+    for i in range(N):
+        kind = MIX[i % len(MIX)]
+        shutil.copytree(corpus / kind, inbox / f"s{i:03d}-{kind}")
+
+
+class PeakRSS:
+    """Largest summed RSS of any one process tree rooted at a child of this process."""
+
+    def __init__(self):
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def _tree_rss(self):
+        procs = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    st = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                    procs[int(d.name)] = (int(st[1]), int(st[21]) * os.sysconf("SC_PAGE_SIZE"))
+                except (OSError, IndexError, ValueError):
+                    pass
+        kids = {p: [] for p in procs}
+        for p, (pp, _) in procs.items():
+            kids.setdefault(pp, []).append(p)
+
+        def total(p):
+            return procs.get(p, (0, 0))[1] + sum(total(c) for c in kids.get(p, []))
+
+        return [total(c) for c in kids.get(os.getpid(), [])]
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            for rss in self._tree_rss():
+                self.peak_mb = max(self.peak_mb, rss / 2**20)
+
+    def __enter__(self):
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def main() -> int:
+    names = assignments(ROOT)
+    assignment = "01-numpy-vectorization" if "01-numpy-vectorization" in names else names[0]
+    out = {"assignment": assignment, "submissions": N, "mix": MIX, "cpus": os.cpu_count(),
+           "isolated": sandbox.can_isolate(), "runs": {}}
+    limits = sandbox.Limits(cell_timeout=60, notebook_timeout=300)
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            course = grading.Course.load(_course(tmp, assignment))
+            _class(course.root, assignment, tmp / "inbox")
+            subs = grading.collect(course, assignment, tmp / "inbox")
+            t0 = time.perf_counter()
+            with PeakRSS() as mem:
+                res = grading.grade_batch(course, assignment, subs, limits, workers=workers,
+                                          progress=False)
+            out["runs"][f"psml_grade_{workers}_workers"] = {
+                "seconds": round(time.perf_counter() - t0, 1),
+                "peak_rss_per_worker_mb": round(mem.peak_mb, 1),
+                "graded": sum(r.status == "graded" for r in res),
+                "failed": sum(r.status == "failed" for r in res)}
+            print(workers, out["runs"][f"psml_grade_{workers}_workers"], flush=True)
+    with tempfile.TemporaryDirectory() as tmp:  # plain nbgrader, same class
+        tmp = Path(tmp)
+        course = _course(tmp, assignment)
+        _class(course, assignment, tmp / "inbox")
+        shutil.copytree(tmp / "inbox", course / "submitted_raw")
+        for d in sorted((course / "submitted_raw").iterdir()):
+            shutil.copytree(d / assignment, course / "submitted" / d.name / assignment)
+        env = grading.tool_env()
+        subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment,
+                        "--force", f"--CourseDirectory.release_directory={tmp / 'rel'}"],
+                       cwd=course, env=env, capture_output=True, check=True)
+        t0 = time.perf_counter()
+        with PeakRSS() as mem:
+            r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment,
+                                "--create", "--force"], cwd=course, env=env,
+                               capture_output=True, text=True)
+        graded = len(list((course / "autograded").glob(f"*/{assignment}")))
+        out["runs"]["plain_nbgrader_autograde"] = {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_mb": round(mem.peak_mb, 1), "exit_code": r.returncode,
+            "graded": graded, "note": "one process, one submission at a time, no isolation, "
+                                      "no feedback; stops at nothing but leaves failed "
+                                      "submissions ungraded"}
+        print(out["runs"]["plain_nbgrader_autograde"], flush=True)
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / "grading.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

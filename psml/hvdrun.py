@@ -1,0 +1,262 @@
+"""Start Horovod jobs from a notebook or a script: ``horovodrun`` (Gloo or MPI) and Slurm.
+
+Tooling only (the training scripts the students write live in their notebooks)::
+
+    from psml.hvdrun import horovodrun, check_build
+    check_build()                    # {'frameworks': [...], 'controllers': [...], ...}
+    r = horovodrun(["python", "train.py", "--epochs", "1"], np=2, controller="gloo")
+    print(r.stdout)
+
+Every launch gets an environment in which Open MPI starts as root (containers, CI), may put
+more ranks than cores on a node, and TensorFlow keeps its C++ start-up chatter quiet.
+A failed launch raises :class:`HorovodRunError` with the command and the end of its output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+CONTROLLERS = ("gloo", "mpi")
+
+
+def pinned_version() -> str | None:
+    """The Horovod version the course builds (``[tool.psml] horovod`` in pyproject.toml, the
+    one place it is pinned; tools/setup.sh reads the same), or None outside the repository."""
+    import tomllib
+
+    path = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        return tomllib.loads(path.read_text())["tool"]["psml"]["horovod"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+class HorovodRunError(RuntimeError):
+    """A Horovod launch failed; the message holds the command and the end of its output."""
+
+
+def _bin(name: str) -> str | None:
+    """``name`` from this interpreter's venv first (a kernel's PATH may lack it), then PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else shutil.which(name)
+
+
+def horovodrun_path() -> str:
+    found = _bin("horovodrun")
+    if not found:
+        raise HorovodRunError(
+            "horovodrun was not found: Horovod is not installed in this environment. "
+            "Fix: run `make lab` (or tools/setup.sh), which builds it; on an HPC system "
+            "`module load Horovod` if your site provides it.")
+    return found
+
+
+def launch_env(env: Mapping[str, str] | None = None, threads: int | None = None) -> dict:
+    """The environment for Horovod workers: this one, plus what MPI/TF need to behave.
+
+    ``threads``: TensorFlow intra-/inter-op threads per worker (read by the course's
+    scripts and by :mod:`psml.hvdbench` from ``PSML_THREADS``; 1 = one core per worker).
+    """
+    out = dict(os.environ)
+    out["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), out.get("PATH", "")])
+    out.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out.setdefault("PYTHONUNBUFFERED", "1")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    # More ranks than cores is fine for teaching (a laptop, a 2-core CI runner).
+    out.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+    # Waiting MPI ranks yield the core instead of spinning: on a shared 2-core machine the
+    # MPI controller ran 2.8x slower without this (361 vs 1013 img/s, psml.hvdbench cnn).
+    out.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
+    if threads is not None:
+        out["PSML_THREADS"] = str(int(threads))
+        out["OMP_NUM_THREADS"] = str(int(threads))
+    if env:
+        out.update({k: str(v) for k, v in env.items()})
+    return out
+
+
+def horovodrun(command: Sequence[str], np: int = 2, controller: str = "gloo",
+               hosts: str | None = None, threads: int | None = 1,
+               env: Mapping[str, str] | None = None, timeout: float = 600,
+               cwd: str | Path | None = None, echo: bool = False) -> subprocess.CompletedProcess:
+    """Run ``horovodrun -np NP --gloo|--mpi COMMAND`` and return the finished process.
+
+    command: the program and its arguments, e.g. ``["python", "train.py"]`` (``python`` is
+    replaced by this interpreter, so workers use the course environment).
+    hosts: horovodrun's ``-H`` (``"node1:4,node2:4"``); default: all ranks on this machine.
+    threads: TensorFlow threads per worker (``PSML_THREADS``); ``None`` leaves TF's default.
+    Output (stdout and stderr together) is in ``.stdout``; ``echo=True`` also prints it.
+    Raises HorovodRunError when a worker fails or the run exceeds ``timeout`` seconds.
+    """
+    if controller not in CONTROLLERS:
+        raise ValueError(f"controller must be one of {CONTROLLERS}, got {controller!r}")
+    if int(np) < 1:
+        raise ValueError(f"np must be a positive number of workers, got {np!r}")
+    command = [str(c) for c in command]
+    if not command:
+        raise ValueError("command is empty: pass e.g. ['python', 'train.py']")
+    if command[0] in ("python", "python3"):
+        command[0] = sys.executable
+    horovodrun_path()  # a clear error when Horovod is missing
+    # horovodrun's code, minus its build check (a TensorFlow import per launch: psml._hvdlaunch)
+    cmd = [sys.executable, "-m", "psml._hvdlaunch", "-np", str(int(np)), f"--{controller}"]
+    if hosts:
+        cmd += ["-H", hosts]
+    cmd += command
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, env=launch_env(env, threads), cwd=cwd, timeout=timeout,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        raise HorovodRunError(f"{' '.join(cmd)} ran past {timeout} s and was stopped. "
+                              f"Last output:\n{_tail(out)}") from None
+    r.seconds = time.perf_counter() - t0
+    if echo:
+        print(r.stdout, end="")
+    if r.returncode != 0:
+        hint = ""
+        if "run as root" in r.stdout or "allow-run-as-root" in r.stdout:
+            hint = "\nFix: export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+        elif "not built with" in r.stdout.lower():
+            hint = "\nFix: this Horovod lacks that controller: `horovodrun --check-build`"
+        raise HorovodRunError(f"{' '.join(cmd)} failed with exit code {r.returncode}. "
+                              f"Last output:\n{_tail(r.stdout)}{hint}")
+    return r
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def check_build() -> dict[str, list[str]]:
+    """What this Horovod was built with, from ``horovodrun --check-build``.
+
+    Returns ``{"version": [...], "frameworks": [...], "controllers": [...],
+    "tensor_operations": [...]}``, each list naming only what is built (marked ``[X]``).
+    """
+    r = subprocess.run([horovodrun_path(), "--check-build"], capture_output=True, text=True,
+                       env=launch_env(), timeout=120)
+    if r.returncode != 0:
+        raise HorovodRunError(f"horovodrun --check-build failed:\n{_tail(r.stdout + r.stderr)}")
+    return parse_check_build(r.stdout)
+
+
+def build_info() -> dict:
+    """This process's Horovod: ``{"version", "mpi", "gloo", "nccl"}`` (in-process and fast,
+    unlike ``horovodrun --check-build``, which starts a new TensorFlow per framework)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import horovod
+        import horovod.tensorflow as hvd
+    except ImportError as exc:
+        raise HorovodRunError(f"Horovod does not import ({exc}). Fix: run `make lab` "
+                              "(tools/setup.sh builds it) or load your site's Horovod module"
+                              ) from None
+    return {"version": horovod.__version__, "mpi": bool(hvd.mpi_built()),
+            "gloo": bool(hvd.gloo_built()), "nccl": bool(hvd.nccl_built())}
+
+
+def job_script() -> Path:
+    """The course's Slurm job script for Horovod, ``jobs/horovod.sbatch``."""
+    path = Path(__file__).resolve().parents[1] / "jobs" / "horovod.sbatch"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: psml must be installed from the course "
+                                "repository (`pip install -e .`, which `make lab` does)")
+    return path
+
+
+def parse_check_build(text: str) -> dict[str, list[str]]:
+    """Parse ``horovodrun --check-build`` output (sections of ``[X] name`` lines)."""
+    out: dict[str, list[str]] = {"version": [], "frameworks": [], "controllers": [],
+                                 "tensor_operations": []}
+    m = re.search(r"Horovod v([\w.+]+)", text)
+    if m:
+        out["version"] = [m.group(1)]
+    section = None
+    for line in text.splitlines():
+        head = line.strip().rstrip(":").lower().replace(" ", "_")
+        if head.startswith("available_"):
+            section = head[len("available_"):]
+            continue
+        m = re.match(r"\s*\[X\]\s+(.+?)\s*$", line)
+        if m and section in out:
+            out[section].append(m.group(1))
+    return out
+
+
+# --- Slurm ------------------------------------------------------------------------------
+
+def slurm_available(timeout: float = 10) -> bool:
+    """True when ``sbatch`` exists and the controller answers ``sinfo``."""
+    if not (shutil.which("sbatch") and shutil.which("sinfo")):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def sbatch_args(nodes: int = 1, tasks_per_node: int = 1, gpus_per_node: int = 0,
+                time_limit: str | None = None, job_name: str = "psml-horovod") -> list[str]:
+    """``sbatch`` options for N nodes x G workers (one task per GPU when there are GPUs).
+
+    Account, partition, QoS come from the standard ``SBATCH_ACCOUNT``, ``SBATCH_PARTITION``,
+    ``SBATCH_QOS`` environment variables (set by the site profile), never from here.
+    """
+    if nodes < 1 or tasks_per_node < 1 or gpus_per_node < 0:
+        raise ValueError("need nodes >= 1, tasks_per_node >= 1, gpus_per_node >= 0; got "
+                         f"{nodes}, {tasks_per_node}, {gpus_per_node}")
+    args = [f"--nodes={nodes}", f"--ntasks-per-node={tasks_per_node}", f"--job-name={job_name}"]
+    if gpus_per_node:
+        args.append(f"--gres=gpu:{gpus_per_node}")
+    if time_limit:
+        args.append(f"--time={time_limit}")
+    return args
+
+
+def sbatch(script: str | Path, *args: str, sbatch_options: Sequence[str] = (),
+           env: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> str:
+    """Submit ``script`` (with ``args``) and return the job id."""
+    cmd = ["sbatch", "--parsable", *sbatch_options, str(script), *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=launch_env(env),
+                       timeout=60)
+    if r.returncode != 0:
+        raise HorovodRunError(f"{' '.join(cmd)} failed: {r.stderr.strip()}\nFix: check "
+                              "SBATCH_ACCOUNT / SBATCH_PARTITION (your site profile) and "
+                              "`sinfo` for a partition you may use.")
+    return r.stdout.strip().split(";")[0]
+
+
+def wait_job(job_id: str, timeout: float = 600, poll: float = 1.0) -> str:
+    """Wait until a Slurm job leaves the queue; return its final state (``COMPLETED``, ...).
+
+    Polls ``squeue`` (``sbatch --wait`` returns seconds late), then asks ``scontrol``/
+    ``sacct`` for the final state; ``"UNKNOWN"`` when neither remembers the job.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not r.stdout.strip():
+            break
+        time.sleep(poll)
+    else:
+        raise HorovodRunError(f"Slurm job {job_id} still queued/running after {timeout} s "
+                              f"(`squeue -j {job_id}`; cancel with `scancel {job_id}`)")
+    r = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
+    m = re.search(r"JobState=(\w+)", r.stdout)
+    if m:
+        return m.group(1)
+    r = subprocess.run(["sacct", "-n", "-X", "-j", str(job_id), "-o", "State"],
+                       capture_output=True, text=True)
+    return (r.stdout.split() or ["UNKNOWN"])[0]

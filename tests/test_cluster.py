@@ -1,0 +1,106 @@
+"""psml.cluster: bounded, explained cluster start-up; MPI and Slurm detection; job options."""
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from psml import cluster
+from psml.cluster import ClusterError
+
+
+def _fake_tool(directory: Path, name: str, body: str) -> Path:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.fixture
+def bare_path(monkeypatch, tmp_path):
+    """PATH with only this Python's bin/ and an empty dir for fake tools: no MPI, no Slurm."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fake), str(Path(sys.executable).parent)]))
+    return fake
+
+
+def test_sbatch_options_from_environment():
+    env = {"PSML_ACCOUNT": "training2401", "PSML_PARTITION": " batch ",
+           "PSML_RESERVATION": "", "PSML_TIME": "00:10:00"}
+    assert cluster.sbatch_options(env) == [
+        "--account=training2401", "--partition=batch", "--time=00:10:00"]
+    assert cluster.sbatch_options({}) == [], "no settings: no options (the site default)"
+
+
+def test_mpi_missing_is_explained_at_once(bare_path):
+    problem = cluster.mpi_problem()
+    assert problem and "mpiexec" in problem and "apt-get install openmpi-bin" in problem
+    with pytest.raises(ClusterError, match="cannot start MPI engines: no `mpiexec`"):
+        cluster.start_cluster(2, engines="mpi", timeout=5)
+
+
+@pytest.mark.timeout(90)
+def test_engines_that_die_are_reported_with_their_output(bare_path):
+    """An mpiexec that fails at once: the error comes long before the timeout, with output."""
+    _fake_tool(bare_path, "mpiexec", 'echo "fake mpiexec: no slots" >&2; exit 1')
+    with pytest.raises(ClusterError) as info:
+        cluster.start_cluster(2, engines="mpi", timeout=60)
+    msg = str(info.value)
+    assert "exited early" in msg, msg
+    assert "fake mpiexec: no slots" in msg, f"the engines' output should be shown:\n{msg}"
+
+
+def test_mpiexec_args_only_for_open_mpi(bare_path):
+    _fake_tool(bare_path, "mpiexec", 'echo "HYDRA build details: (MPICH)"')
+    assert cluster.mpiexec_args() == [], "MPICH's mpiexec knows no --oversubscribe"
+    _fake_tool(bare_path, "mpiexec", 'echo "mpiexec (OpenRTE) 4.1.4"')
+    args = cluster.mpiexec_args()
+    assert "--oversubscribe" in args
+    assert ("--allow-run-as-root" in args) == (os.geteuid() == 0)
+
+
+def test_slurm_absent_or_unreachable(bare_path):
+    assert "no `sbatch` on PATH" in cluster.slurm_problem()
+    assert not cluster.slurm_available()
+    _fake_tool(bare_path, "sbatch", "exit 1")
+    _fake_tool(bare_path, "scontrol", 'echo "Slurmctld(primary) at vm is DOWN"; exit 1')
+    assert "not reachable" in cluster.slurm_problem()
+    with pytest.raises(ClusterError, match="cannot start Slurm engines"):
+        cluster.start_cluster(2, engines="slurm")
+    with pytest.raises(ClusterError, match="cannot submit"):
+        cluster.submit("jobs/mpi.sbatch")
+    assert "Slurm: not available" in cluster.describe()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="engines='gpu'"):
+        cluster.start_cluster(2, engines="gpu")
+    with pytest.raises(ValueError, match="positive integer"):
+        cluster.start_cluster(0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engines", ["local", "mpi"])
+def test_start_use_stop(engines):
+    rc = cluster.start_cluster(2, engines=engines, timeout=120)
+    try:
+        assert len(rc.ids) == 2
+        pids = rc[:].apply_sync(os.getpid)
+        assert len(set(pids)) == 2 and os.getpid() not in pids, f"pids {pids}"
+        if engines == "mpi":
+            rc[:].execute("from mpi4py import MPI; r = MPI.COMM_WORLD.Get_rank()", block=True)
+            assert sorted(rc[:]["r"]) == [0, 1], "the MPI engines should be ranks 0 and 1"
+    finally:
+        cluster.stop_cluster(rc)
+    assert not rc.cluster.engines, "engines still registered after stop"
+
+
+def test_running_cluster_stops_on_error():
+    with pytest.raises(ZeroDivisionError):
+        with cluster.running_cluster(1, "local", timeout=120) as rc:
+            c = rc.cluster
+            1 / 0
+    assert not c.engines and c.controller is None
