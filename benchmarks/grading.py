@@ -131,13 +131,19 @@ def main() -> int:
             r = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment,
                                 "--create", "--force"], cwd=course, env=env,
                                capture_output=True, text=True)
+        autograde_s = time.perf_counter() - t0
         graded = len(list((course / "autograded").glob(f"*/{assignment}")))
+        t1 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", assignment,
+                        "--force"], cwd=course, env=env, capture_output=True)
         out["runs"]["plain_nbgrader_autograde"] = {
             "seconds": round(time.perf_counter() - t0, 1),
+            "autograde_seconds": round(autograde_s, 1),
+            "feedback_seconds": round(time.perf_counter() - t1, 1),
             "peak_rss_mb": round(mem.peak_mb, 1), "exit_code": r.returncode,
-            "graded": graded, "note": "one process, one submission at a time, no isolation, "
-                                      "no feedback; stops at nothing but leaves failed "
-                                      "submissions ungraded"}
+            "graded": graded, "note": "one `nbgrader autograde` + one `generate_feedback`: "
+                                      "one submission at a time, no isolation or limits; "
+                                      "submissions it cannot process stay ungraded"}
         print(out["runs"]["plain_nbgrader_autograde"], flush=True)
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "grading.json").write_text(json.dumps(out, indent=1) + "\n")

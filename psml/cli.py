@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 # Modules that contribute sub-commands (each defines add_parser(subparsers)).
-COMMAND_MODULES = ["psml.cli", "psml.kernels", "psml.cluster", "psml.grading"]
+COMMAND_MODULES = ["psml.cli", "psml.kernels", "psml.cluster", "psml.grading", "psml.hvdrun"]
 
 
 def _doctor(args) -> int:

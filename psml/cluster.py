@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -190,10 +191,15 @@ def _config(engines: str, mpiexec: str = "mpiexec"):
         c.MPIEngineSetLauncher.mpi_args = mpiexec_args(mpiexec)
     elif engines == "slurm":
         opts = "".join(f"#SBATCH {o}\n" for o in sbatch_options())
+        # ipyparallel writes the batch file into the working directory (a notebook's folder,
+        # a repository); an absolute name keeps it, and the job's output, in a temp dir.
+        scratch = Path(tempfile.mkdtemp(prefix="psml-ipp-slurm-"))
+        c.SlurmEngineSetLauncher.batch_file_name = str(scratch / "engines.sbatch")
         # srun starts one engine per task; with MPI under Slurm they form one communicator.
         c.SlurmEngineSetLauncher.batch_template = (
             "#!/bin/sh\n#SBATCH --export=ALL\n#SBATCH --job-name=ipengine-{cluster_id}\n"
-            "#SBATCH --ntasks={n}\n" + opts + "srun {program_and_args}\n")
+            f"#SBATCH --ntasks={{n}}\n#SBATCH --output={scratch}/engines-%j.out\n"
+            + opts + "srun {program_and_args}\n")
     return c
 
 
@@ -260,11 +266,29 @@ def _wait_for_engines(cluster, rc, n: int, deadline: float) -> None:
     # already exited (mpiexec failing at once) and would wait out the whole timeout.
     while len(rc.ids) < n:
         for es in cluster.engines.values():
-            if getattr(es, "state", "") == "after":
-                raise RuntimeError(f"the engine launcher exited early ({es.stop_data})")
+            exited = _launcher_exit(es)
+            if exited is not None:
+                raise RuntimeError(f"the engine launcher exited early ({exited})")
         if time.perf_counter() > deadline:
             raise TimeoutError(f"only {len(rc.ids)} of {n} connected in time")
         time.sleep(0.1)
+
+
+def _launcher_exit(es):
+    """How an engine launcher ended, or None while it runs. ipyparallel only notices an exit
+    when its event loop runs, so a local launcher's process (mpiexec) is also looked at."""
+    if getattr(es, "state", "") == "after":
+        return es.stop_data
+    proc = getattr(es, "process", None)  # a psutil.Process for local/MPI launchers
+    if proc is not None:
+        import psutil
+
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return {"pid": proc.pid, "state": "exited"}
+        except psutil.NoSuchProcess:
+            return {"pid": proc.pid, "state": "gone"}
+    return None
 
 
 def _engine_output(cluster, limit: int = 3000) -> str:

@@ -271,6 +271,30 @@ def slurm() -> list[Check]:
     return out
 
 
+@check
+def slurm() -> Check:
+    """Slurm is optional: the cluster notebooks run locally without it (psml.cluster)."""
+    from psml.cluster import sbatch_options, slurm_problem
+
+    problem = slurm_problem()
+    if problem:
+        return Check("Slurm controller", INFO,
+                     f"none reachable ({problem}): cluster notebooks run locally")
+    opts = " ".join(sbatch_options()) or "none (site defaults; set PSML_ACCOUNT, ...)"
+    return Check("Slurm controller", OK, f"reachable; job options: {opts}")
+
+
+@check
+def grading_sandbox() -> Check:
+    """Instructors only: can `psml grade` isolate student kernels here (docs/grading.md)?"""
+    from psml.sandbox import can_isolate
+
+    if can_isolate():
+        return Check("grading sandbox", OK, "root on Linux: namespaces, own uid per submission")
+    return Check("grading sandbox", INFO, "limits only (not root): student code could read "
+                 "what you can; grade untrusted classes as root in a VM/container")
+
+
 def run_checks() -> list[Check]:
     results: list[Check] = []
     for fn in CHECKS:

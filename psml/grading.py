@@ -255,6 +255,26 @@ def _visible(test_source: str) -> str:
     return "\n".join(lines).strip()
 
 
+def _longest_increasing(seq: list[int]) -> set[int]:
+    """Indices into ``seq`` of one longest strictly increasing subsequence."""
+    import bisect
+
+    tails, tail_idx, prev = [], [], [-1] * len(seq)
+    for i, v in enumerate(seq):
+        j = bisect.bisect_left(tails, v)
+        if j == len(tails):
+            tails.append(v)
+            tail_idx.append(i)
+        else:
+            tails[j], tail_idx[j] = v, i
+        prev[i] = tail_idx[j - 1] if j else -1
+    out, i = set(), tail_idx[-1] if tail_idx else -1
+    while i != -1:
+        out.add(i)
+        i = prev[i]
+    return out
+
+
 def normalise(student: nbformat.NotebookNode, release: nbformat.NotebookNode
               ) -> tuple[nbformat.NotebookNode, list[str]]:
     """The submission rebuilt on the release's skeleton, and what had to be repaired.
@@ -267,16 +287,22 @@ def normalise(student: nbformat.NotebookNode, release: nbformat.NotebookNode
     """
     repairs: list[str] = []
     rel_ids = [_gid(c) for c in release.cells if _gid(c)]
+    pos = {g: i for i, g in enumerate(rel_ids)}
+    # The student's own cells stay after the graded cell they followed -- counting only graded
+    # cells still in order (a longest increasing run), so that one moved cell does not drag
+    # the cells after it along.
+    order = [pos[_gid(c)] for c in student.cells if _gid(c) in pos]
+    in_place = _longest_increasing(order)
     by_id: dict[str, list] = {}
     free: dict[str | None, list] = {}
-    anchor, seen_order = None, []
+    anchor, k = None, 0
     for cell in student.cells:
         gid = _gid(cell)
-        if gid in rel_ids:
+        if gid in pos:
             by_id.setdefault(gid, []).append(cell)
-            if gid not in seen_order:
-                seen_order.append(gid)
-            anchor = gid
+            if k in in_place:
+                anchor = gid
+            k += 1
         else:
             cell = copy.deepcopy(cell)
             if "nbgrader" in cell.get("metadata", {}):
@@ -285,7 +311,8 @@ def normalise(student: nbformat.NotebookNode, release: nbformat.NotebookNode
                                    "ordinary cell")
                 del cell.metadata["nbgrader"]
             free.setdefault(anchor, []).append(cell)
-    if seen_order != [g for g in rel_ids if g in seen_order]:
+    firsts = list(dict.fromkeys(order))
+    if firsts != sorted(firsts):
         repairs.append("cells were moved: put back in the assignment's order")
     cells = list(free.get(None, []))
     for rel in release.cells:
@@ -344,7 +371,7 @@ class Result:
     graded_notebooks: list[str] = field(default_factory=list)
     timestamp: str | None = None
     scratch: Path | None = None
-    peak_rss_mb: float = 0.0
+    uid: int | None = None  # the uid its kernel ran as (isolated grading)
 
     @property
     def reason(self) -> str:
@@ -518,8 +545,9 @@ class Grader:
     def grade(self, sub: Submission) -> Result:
         t0 = time.perf_counter()
         n = self._next()
-        uid = self.uid_base + n
-        res = Result(sub.student, max_score=self.prep.max_score)
+        # a uid nobody else uses: this run's block (two runs at once differ) + this submission
+        uid = self.uid_base + (os.getpid() % 4096) * 1000 + n % 1000
+        res = Result(sub.student, max_score=self.prep.max_score, uid=uid)
         ts = sub.folder / "timestamp.txt"
         res.timestamp = ts.read_text().strip() if ts.is_file() else None
         try:

@@ -15,6 +15,7 @@ import re
 import time
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors.execute import Execute
 from traitlets import Integer
@@ -59,8 +60,9 @@ class LimitedExecute(Execute):
             md = cell.metadata.get("nbgrader", {})
             if cell.cell_type == "code" and not md.get("locked") and SUSPICIOUS.search(
                     cell.source):
-                self._event("suspicious", f"cell {md.get('grade_id', i)} touches IPython's "
-                            "error reporting (" + SUSPICIOUS.search(cell.source).group(0) + ")")
+                what = SUSPICIOUS.search(cell.source).group(0)
+                self._event("suspicious", f"cell {md.get('grade_id', f'#{i + 1}')} touches "
+                            f"IPython's error reporting ({what})")
         return super().preprocess(nb, resources, km)
 
     def _cell_timeout(self, cell):
@@ -76,6 +78,9 @@ class LimitedExecute(Execute):
 
     def on_cell_executed(self, **kwargs):
         self._last_reply = kwargs.get("execute_reply")
+        # what the kernel showed itself, before nbgrader adds an error from the reply status
+        self._shown_errors = [o for o in kwargs["cell"].get("outputs", [])
+                              if o.get("output_type") == "error"]
         return super().on_cell_executed(**kwargs)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None,
@@ -109,9 +114,16 @@ class LimitedExecute(Execute):
             self._event("kernel_died", self._dead)
             cell.outputs.append(_error("CellTimeoutError", self._dead))
             return cell
-        if cell_index == len(self.nb.cells) - 1:
-            await self._probe(cell_index)
         return result
+
+    # nbclient binds its sync wrapper to its own coroutine: bind ours
+    execute_cell = run_sync(async_execute_cell)
+
+    def preprocess_cell(self, cell, resources, index):
+        out = super().preprocess_cell(cell, resources, index)
+        if index == len(self.nb.cells) - 1:  # the kernel is still up: probe it
+            self.probe(index)
+        return out
 
     async def _probe(self, cell_index: int) -> None:
         """Run a failing statement: the kernel must reply 'error' and show a traceback."""
@@ -119,22 +131,27 @@ class LimitedExecute(Execute):
             return
         probe = NotebookNode(cell_type="code", source=PROBE, metadata={}, outputs=[],
                              execution_count=None, id="psml-probe")
-        self._last_reply = None
+        self._last_reply, self._shown_errors = None, []
+        self.nb.cells.append(probe)  # nbclient stores the executed cell at its index
         try:
-            await super().async_execute_cell(probe, cell_index, None, False)
+            await super().async_execute_cell(probe, len(self.nb.cells) - 1, None, False)
         except Exception as exc:  # a kernel that breaks on the probe is suspicious too
             self._event("tampering", f"the error probe failed: {exc!r}")
             return
+        finally:
+            del self.nb.cells[-1]
         status = (self._last_reply or {}).get("content", {}).get("status")
-        shown = any(o.get("output_type") == "error" and o.get("ename") == "AssertionError"
+        shown = any(o.get("ename") == "AssertionError"
                     and "psml grading probe" in "".join(o.get("traceback", []))
-                    for o in probe.outputs)
+                    for o in self._shown_errors)
         if status != "error":
             self._event("tampering", "a failing statement was reported as passing: student "
                         "code changed how IPython reports errors")
         elif not shown:
             self._event("tampering", "tracebacks are hidden: student code replaced IPython's "
                         "showtraceback (nbgrader still saw the errors)")
+
+    probe = run_sync(_probe)
 
     def output(self, outs, msg, display_id, cell_index):
         if self.max_output_bytes:
@@ -151,8 +168,6 @@ class LimitedExecute(Execute):
                 return None
             self._out_bytes += size
         return super().output(outs, msg, display_id, cell_index)
-
-
 
 
 def run_grading(assignment: str, student: str) -> int:

@@ -50,7 +50,7 @@ def _append(nb, src):
 
 
 def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode, course: Path,
-                assignment: str) -> dict[str, tuple[object, Expect]]:
+                assignment: str, port: int | None = None) -> dict[str, tuple[object, Expect]]:
     """student -> (notebook, raw text or a dict of files, expected outcome)."""
     S, R = solution, release
     name = f"{assignment}.ipynb"
@@ -61,7 +61,7 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
     cases["untouched"] = (R, Expect("graded", "zero"))
     cases["infinite_loop"] = (_append(S, "while True:\n    pass"),
                               Expect("graded", "max", "time limit per cell"))
-    cases["memory_hog"] = (_append(S, "hog = []\nwhile True:\n    hog.append(bytearray(2**27))"),
+    cases["memory_hog"] = (_append(S, "hog = bytearray(64 * 2**30)  # 64 GB"),
                            Expect("graded", "max"))
     cases["fork_bomb"] = (_append(S, "import os\nwhile True:\n    try:\n        os.fork()\n"
                                      "    except OSError:\n        pass"),
@@ -151,16 +151,23 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
                     "sqlite3.connect(_dbs[0]).execute('select * from assignment').fetchall()\n"
                     % str(course / "gradebook.db")) + good.source
     cases["read_gradebook"] = (gbreader, Expect("graded", "zero"))
+    if port:  # a server the grading machine listens on: reachable only without isolation
+        net = copy.deepcopy(R)
+        for c, good in zip(_solution_cells(net), _solution_cells(S)):
+            c.source = ("import socket\n"
+                        f"socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
+                        + good.source)
+        cases["network"] = (net, Expect("graded", "zero"))
     return cases
 
 
-def make_corpus(course: Path, assignment: str, dest: Path,
-                only: list[str] | None = None) -> dict[str, Expect]:
+def make_corpus(course: Path, assignment: str, dest: Path, only: list[str] | None = None,
+                port: int | None = None) -> dict[str, Expect]:
     """Write the corpus as ``dest/<student>/<assignment>/`` folders; return the expectations."""
     solution = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", 4)
     release = _release(course, assignment)
     out = {}
-    for student, (nb, expect) in build_cases(solution, release, course, assignment).items():
+    for student, (nb, expect) in build_cases(solution, release, course, assignment, port).items():
         if only and student not in only:
             continue
         folder = dest / student / assignment

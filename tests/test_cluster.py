@@ -104,3 +104,31 @@ def test_running_cluster_stops_on_error():
             c = rc.cluster
             1 / 0
     assert not c.engines and c.controller is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_deadlock_is_cut_off_and_engines_replaced():
+    def deadlock():
+        """Both ranks receive first: nobody sends, every rank waits forever."""
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        return comm.recv(source=1 - comm.Get_rank())
+
+    def rank():
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD.Get_rank()
+
+    # Engines cannot import this test module: make ipyparallel ship the code itself.
+    deadlock.__module__ = rank.__module__ = "__main__"
+    rc = cluster.start_cluster(2, engines="mpi", timeout=120)
+    try:
+        assert cluster.apply_with_timeout(rc, os.getpid, timeout=30), "a normal call works"
+        with pytest.raises(TimeoutError, match="probably a deadlock"):
+            cluster.apply_with_timeout(rc, deadlock, timeout=3)
+        ranks = cluster.apply_with_timeout(rc, rank, timeout=60)
+        assert sorted(ranks) == [0, 1], f"fresh engines should answer, got {ranks}"
+    finally:
+        cluster.stop_cluster(rc)

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,9 @@ def test_normalise_repairs_structure(fixture_nbs):
     assert cells["square"].source == "raise NotImplementedError()", "deleted -> the stub"
     assert cells["test_square"].cell_type == "code"
     assert any(c.source == "helper = 1" for c in fixed.cells), "the student's own cell went"
+    where = [c.source.split("\n")[0] for c in fixed.cells]
+    assert where.index("import numpy as np") < where.index("def add(a, b):"), (
+        f"the imports were dragged along by the moved test cell: {where}")
     assert fixed.metadata.kernelspec.name == "psml"
     assert len({c.id for c in fixed.cells}) == len(fixed.cells), "cell ids not unique"
 
@@ -172,13 +176,21 @@ def batch(tmp_path_factory):
                                    "(CI runs as root): run this test as root")
     tmp = tmp_path_factory.mktemp("grading")
     course_dir = _course_with(tmp, REAL)
-    expect = make_corpus(course_dir, REAL, tmp / "inbox")
+    server = socket.create_server(("127.0.0.1", 0))  # student code must not reach it
+    server.settimeout(0)
+    expect = make_corpus(course_dir, REAL, tmp / "inbox", port=server.getsockname()[1])
     course = grading.Course.load(course_dir)
     subs = grading.collect(course, REAL, tmp / "inbox")
     protected = {p: _sha(p) for p in [course_dir / "solutions" / REAL / f"{REAL}.ipynb",
                                       course.submitted / "good" / REAL / f"{REAL}.ipynb"]}
     results = grading.grade_batch(course, REAL, subs, LIMITS, workers=2, progress=False)
-    return {"tmp": tmp, "course": course, "expect": expect, "protected": protected,
+    try:
+        server.accept()
+        reached = True
+    except BlockingIOError:
+        reached = False
+    server.close()
+    return {"tmp": tmp, "network_reached": reached, "course": course, "expect": expect, "protected": protected,
             "results": {r.student: r for r in results}}
 
 
@@ -197,6 +209,19 @@ def test_every_submission_has_the_expected_outcome(batch):
 def test_good_submission_keeps_full_marks(batch):
     r = batch["results"]["good"]
     assert r.status == "graded" and r.score == r.max_score > 0, (r.status, r.score, r.reason)
+
+
+def test_limits_stopped_the_hogs(batch):
+    ag = batch["course"].autograded
+    text = (ag / "memory_hog" / REAL / f"{REAL}.ipynb").read_text()
+    assert "MemoryError" in text, "the 64 GB allocation was not stopped by the memory limit"
+    size = (ag / "huge_output" / REAL / f"{REAL}.ipynb").stat().st_size
+    assert size < 4 * LIMITS.output_kb * 1024, f"huge output kept: {size} bytes"
+    assert not sandbox.uid_processes(batch["results"]["fork_bomb"].uid), "fork bomb survived"
+
+
+def test_no_network(batch):
+    assert not batch["network_reached"], "student code connected to the grading machine"
 
 
 def test_nothing_outside_a_submission_was_touched(batch):

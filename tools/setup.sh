@@ -64,14 +64,16 @@ fi
 # so it needs --no-build-isolation (build isolation would fetch another TensorFlow) and a
 # CMake below 4 (CMake 4 rejects the bundled gloo's cmake_minimum_required). Skipped when
 # the pinned version already imports. The version lives in pyproject.toml, [tool.psml].
-# PSML_SKIP_HOROVOD=1 skips it; tools/setup-gpu.sh builds the NCCL variant instead.
+# PSML_SKIP_HOROVOD=1 skips it; PSML_HOROVOD_GPU=1 (set by tools/setup-gpu.sh) builds the
+# NCCL variant, with HOROVOD_NCCL_HOME/CUDA_HOME taken from the environment.
 HOROVOD_VERSION="$("$PY" -c 'import sys, tomllib
 print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["psml"]["horovod"])' "$ROOT/pyproject.toml")"
 horovod_ok() {
-  "$PY" - "$HOROVOD_VERSION" <<'EOF' >/dev/null 2>&1
+  "$PY" - "$HOROVOD_VERSION" "${PSML_HOROVOD_GPU:-0}" <<'EOF' >/dev/null 2>&1
 import sys, importlib.metadata as md
 assert md.version("horovod").split("+")[0] == sys.argv[1]
-import horovod.tensorflow
+import horovod.tensorflow as hvd
+assert hvd.nccl_built() or sys.argv[2] != "1"
 EOF
 }
 if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && ! horovod_ok; then
@@ -85,13 +87,15 @@ if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && ! horovod_ok; then
   command -v g++ >/dev/null || die "Horovod needs a C++ compiler: apt-get install g++ (or module load GCC)"
   command -v mpicxx >/dev/null || die "Horovod's MPI controller needs MPI headers: apt-get install libopenmpi-dev (or module load your MPI)"
   log="$VENV/horovod-build.log"
+  gpu_flags=()
+  [ "${PSML_HOROVOD_GPU:-0}" = 1 ] && gpu_flags=(HOROVOD_GPU_OPERATIONS=NCCL)
   say "building Horovod $HOROVOD_VERSION (TensorFlow + MPI + Gloo; ~2-5 min, log: $log)"
   t0=$SECONDS
-  if ! HOROVOD_CMAKE="$cmake_bin" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
+  if ! env "${gpu_flags[@]}" HOROVOD_CMAKE="$cmake_bin" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
        HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
        HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
        MAKEFLAGS="-j$(nproc)" \
-       "$PY" -m pip install --disable-pip-version-check --no-cache-dir --no-build-isolation \
+       "$PY" -m pip install --disable-pip-version-check --no-cache-dir --no-build-isolation --force-reinstall \
          --no-deps -v "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
     tail -n 25 "$log" >&2
     die "the Horovod build failed; the full log is $log (look for the first 'error:'). Common fixes: apt-get install cmake g++ libopenmpi-dev; PSML_SKIP_HOROVOD=1 tools/setup.sh to continue without unit 09."
