@@ -5,7 +5,7 @@ Synthetic data (psml.hvdbench: the unit-09 CNN on a fixed random batch, one Tens
 per worker), best of several timed blocks. Efficiency = total img/s at 2 workers / (2 x img/s
 at 1 worker). Run by `make bench`; on a busy machine the figure says more about the other
 processes than about Horovod, so the load average is recorded with it.
-Options via environment: PSML_BENCH_MODEL (cnn), PSML_BENCH_BATCH (64), PSML_BENCH_ITERS (20).
+Options via environment: PSML_BENCH_MODEL (cnn), PSML_BENCH_BATCH (64), PSML_BENCH_ITERS (5; best of 20 blocks).
 """
 import json
 import os
@@ -23,12 +23,12 @@ from psml.hvdbench import measure  # noqa: E402
 def main() -> int:
     model = os.environ.get("PSML_BENCH_MODEL", "cnn")
     batch = int(os.environ.get("PSML_BENCH_BATCH", "64"))
-    iters = int(os.environ.get("PSML_BENCH_ITERS", "20"))
+    iters = int(os.environ.get("PSML_BENCH_ITERS", "5"))
     load_before = os.getloadavg()
     runs = {}
     for controller in ("gloo", "mpi"):
         for np_ in (1, 2):
-            r = measure(np=np_, model=model, batch_size=batch, iterations=iters, repeats=5,
+            r = measure(np=np_, model=model, batch_size=batch, iterations=iters, repeats=20,
                         threads=1, controller=controller)
             runs[f"{controller}-np{np_}"] = r
             print(f"{controller} np={np_}: {r['img_per_sec_total']:.0f} img/s total "

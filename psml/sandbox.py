@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from traitlets import Bool, Float, Integer
+from traitlets import Bool, Integer
 from traitlets.config import Configurable
 
 # --------------------------------------------------------------------------------------------
@@ -70,7 +70,6 @@ class PsmlGrader(Configurable):
     uid_base = Integer(3_100_000, help="first of the uids kernels run as (unused by anyone)").tag(
         config=True)
     quick = Bool(True, help="set PSML_QUICK=1 for graded kernels").tag(config=True)
-    merge_timeout = Float(60.0, help="s to wait for the gradebook lock").tag(config=True)
 
     def limits(self, **override) -> Limits:
         values = {f.name: getattr(self, f.name) for f in fields(Limits)}
@@ -173,8 +172,7 @@ def _set_limits(limits: dict, nproc: bool) -> None:
     lim(resource.RLIMIT_AS, limits["memory_mb"] * 2**20)
     lim(resource.RLIMIT_CPU, limits["cpu_s"])
     lim(resource.RLIMIT_FSIZE, limits["file_mb"] * 2**20)
-    lim(resource.RLIMIT_CORE, 0)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core dumps of student kernels
     if nproc:  # only meaningful for a uid of its own (root ignores it; a shared uid shares it)
         lim(resource.RLIMIT_NPROC, limits["max_procs"])
 

@@ -151,19 +151,16 @@ def _course_with(tmp: Path, assignment: str) -> Path:
 
 
 def _db_rows(course: Path, assignment: str) -> dict:
-    """(student, notebook, grade_id) -> auto_score, straight from the course gradebook."""
-    import sqlite3
+    """(student, notebook, grade_id) -> auto_score, from the course gradebook."""
+    from nbgrader.api import Gradebook
 
-    con = sqlite3.connect(course / "gradebook.db")
-    rows = con.execute(
-        "select s.student_id, n.name, gc.name, g.auto_score from grade g "
-        "join submitted_notebook sn on g.notebook_id = sn.id "
-        "join submitted_assignment s on sn.assignment_id = s.id "
-        "join assignment a on s.assignment_id = a.id "
-        "join notebook n on sn.notebook_id = n.id "
-        "join grade_cells gc on g.cell_id = gc.id where a.name = ?", (assignment,)).fetchall()
-    con.close()
-    return {(r[0], r[1], r[2]): r[3] for r in rows}
+    rows = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for sub in gb.find_assignment(assignment).submissions:
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    rows[(sub.student.id, nb.name, g.name)] = g.auto_score
+    return rows
 
 
 def _sha(p: Path) -> str:
