@@ -20,6 +20,7 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Files notebooks write next to themselves while running (08-mpi saves the student's own
-# functions for its batch script): never copied into a release or collected as a submission.
+# functions for its batch script; 09-horovod writes its training script, a data copy and
+# run folders): never copied into a release or collected as a submission.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
-                            "dp_sgd_parts.py"]
+                            "dp_sgd_parts.py", "hvd_train.py", "mnist.npz", "run_*"]

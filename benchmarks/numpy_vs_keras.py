@@ -48,7 +48,7 @@ def reference_functions() -> dict:
 
 def main() -> dict:
     ns = reference_functions()
-    tf, keras = ns["tf"], ns["keras"]
+    tf = ns["tf"]
     from psml.data import load_mnist
 
     data = load_mnist(quiet=True)

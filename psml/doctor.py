@@ -84,7 +84,7 @@ def packages() -> list[Check]:
         except Exception as exc:  # ImportError, or a broken install raising anything
             out.append(Check(dist, FAIL, f"cannot import {mod}: {exc}",
                              "run `make lab` (re-installs the pinned environment), "
-                             f"or `pip install -r requirements.lock` in the course venv"))
+                             "or `pip install -r requirements.lock` in the course venv"))
             continue
         v = _version(dist, m)
         if prefix and not v.startswith(prefix):
@@ -272,7 +272,7 @@ def slurm() -> list[Check]:
 
 
 @check
-def slurm() -> Check:
+def slurm_controller() -> Check:
     """Slurm is optional: the cluster notebooks run locally without it (psml.cluster)."""
     from psml.cluster import sbatch_options, slurm_problem
 

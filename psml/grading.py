@@ -214,8 +214,9 @@ def prepare(course: Course, assignment: str, work: Path) -> Prepared:
     if not release:
         raise GradingError(f"{assignment} has no notebooks in {src}")
     data = work / "data"
-    shutil.copytree(src, data, ignore=shutil.ignore_patterns(
-        "*.ipynb", ".ipynb_checkpoints", "__pycache__"))
+    ignore = list(course.config.get("CourseDirectory", {}).get("ignore", []))
+    shutil.copytree(src, data, ignore=shutil.ignore_patterns(  # as nbgrader would copy them
+        "*.ipynb", ".ipynb_checkpoints", "__pycache__", *ignore))
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{db}", course.course_id) as gb:
@@ -399,7 +400,9 @@ def _read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str | None
         return None, (f"{path.name} is not valid notebook JSON ({exc}): it was damaged; "
                       "save it again from Jupyter (File > Download)")
     try:
-        nb = nbformat.reads(json.dumps(raw), as_version=4)
+        with warnings.catch_warnings():  # duplicate cell ids: normalise() renumbers them
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(json.dumps(raw), as_version=4)
         if not isinstance(nb.get("cells"), list):
             raise ValueError("no cells")
         for c in nb.cells:

@@ -167,15 +167,6 @@ def build_info() -> dict:
             "gloo": bool(hvd.gloo_built()), "nccl": bool(hvd.nccl_built())}
 
 
-def job_script() -> Path:
-    """The course's Slurm job script for Horovod, ``jobs/horovod.sbatch``."""
-    path = Path(__file__).resolve().parents[1] / "jobs" / "horovod.sbatch"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: psml must be installed from the course "
-                                "repository (`pip install -e .`, which `make lab` does)")
-    return path
-
-
 def parse_check_build(text: str) -> dict[str, list[str]]:
     """Parse ``horovodrun --check-build`` output (sections of ``[X] name`` lines)."""
     out: dict[str, list[str]] = {"version": [], "frameworks": [], "controllers": [],
@@ -197,16 +188,6 @@ def parse_check_build(text: str) -> dict[str, list[str]]:
 
 # --- Slurm ------------------------------------------------------------------------------
 
-def slurm_available(timeout: float = 10) -> bool:
-    """True when ``sbatch`` exists and the controller answers ``sinfo``."""
-    if not (shutil.which("sbatch") and shutil.which("sinfo")):
-        return False
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=timeout).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def sbatch_args(nodes: int = 1, tasks_per_node: int = 1, gpus_per_node: int = 0,
                 time_limit: str | None = None, job_name: str = "psml-horovod") -> list[str]:
     """``sbatch`` options for N nodes x G workers (one task per GPU when there are GPUs).
@@ -224,43 +205,6 @@ def sbatch_args(nodes: int = 1, tasks_per_node: int = 1, gpus_per_node: int = 0,
         args.append(f"--time={time_limit}")
     return args
 
-
-def sbatch(script: str | Path, *args: str, sbatch_options: Sequence[str] = (),
-           env: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> str:
-    """Submit ``script`` (with ``args``) and return the job id."""
-    cmd = ["sbatch", "--parsable", *sbatch_options, str(script), *map(str, args)]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=launch_env(env),
-                       timeout=60)
-    if r.returncode != 0:
-        raise HorovodRunError(f"{' '.join(cmd)} failed: {r.stderr.strip()}\nFix: check "
-                              "SBATCH_ACCOUNT / SBATCH_PARTITION (your site profile) and "
-                              "`sinfo` for a partition you may use.")
-    return r.stdout.strip().split(";")[0]
-
-
-def wait_job(job_id: str, timeout: float = 600, poll: float = 1.0) -> str:
-    """Wait until a Slurm job leaves the queue; return its final state (``COMPLETED``, ...).
-
-    Polls ``squeue`` (``sbatch --wait`` returns seconds late), then asks ``scontrol``/
-    ``sacct`` for the final state; ``"UNKNOWN"`` when neither remembers the job.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"],
-                           capture_output=True, text=True)
-        if r.returncode != 0 or not r.stdout.strip():
-            break
-        time.sleep(poll)
-    else:
-        raise HorovodRunError(f"Slurm job {job_id} still queued/running after {timeout} s "
-                              f"(`squeue -j {job_id}`; cancel with `scancel {job_id}`)")
-    r = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
-    m = re.search(r"JobState=(\w+)", r.stdout)
-    if m:
-        return m.group(1)
-    r = subprocess.run(["sacct", "-n", "-X", "-j", str(job_id), "-o", "State"],
-                       capture_output=True, text=True)
-    return (r.stdout.split() or ["UNKNOWN"])[0]
 
 
 # --- site profiles -> job environment, and the `psml horovod` command --------------------
@@ -298,6 +242,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_job_env(args) -> int:
+    from psml.cluster import job_script
     from psml.kernels import ProfileError
 
     values = {}
@@ -315,7 +260,7 @@ def _cmd_job_env(args) -> int:
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}: submit with PSML_JOB_ENV={Path(args.output).resolve()} "
-              f"sbatch ... {job_script()} SCRIPT.py", file=sys.stderr)
+              f"sbatch ... {job_script('horovod')} SCRIPT.py", file=sys.stderr)
     else:
         print(text, end="")
     return 0

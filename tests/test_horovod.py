@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from psml import hvdrun
+from psml.cluster import job_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "solutions" / "09-horovod" / "09-horovod.ipynb"
@@ -118,7 +119,7 @@ def test_job_script_trains_on_slurm(slurm, tmp_path):
     """jobs/horovod.sbatch on the real single-node Slurm: 2 tasks under srun --mpi=pmix."""
     script = training_script(tmp_path)
     opts = hvdrun.sbatch_args(nodes=1, tasks_per_node=2) + ["--overcommit"]
-    job = slurm.sbatch(hvdrun.job_script(), *opts, "--", str(script), *TRAIN_ARGS,
+    job = slurm.sbatch(job_script("horovod"), *opts, "--", str(script), *TRAIN_ARGS,
                        "--outdir", str(tmp_path / "out"), cwd=tmp_path)
     assert slurm.wait(job, timeout=600) == "COMPLETED", slurm.describe(job)
     out = slurm.output(job).read_text()
