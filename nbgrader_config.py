@@ -19,6 +19,14 @@ c.LimitOutput.max_traceback = 100
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
+# Every released notebook opens with the "before you submit" checklist (docs/grading.md).
+# An absolute path, and only where it exists: throw-away test courses have no header.
+import os.path  # noqa: E402
+
+_header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "solutions", "header.ipynb")
+if os.path.isfile(_header):
+    c.IncludeHeaderFooter.header = _header
+
 # Files notebooks write next to themselves while running (08-mpi saves the student's own
 # functions for its batch script; 09-horovod writes its training script, a data copy and
 # run folders): never copied into a release or collected as a submission.

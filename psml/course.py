@@ -61,6 +61,9 @@ def source_hash(root: Path, assignment: str) -> str:
     folder = root / SOURCE / assignment
     for p in _source_files(folder):
         h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes() + b"\0")
+    header = root / SOURCE / "header.ipynb"  # prepended to every release (nbgrader_config.py)
+    if header.is_file():
+        h.update(b"header\0" + header.read_bytes())
     return h.hexdigest()
 
 

@@ -311,3 +311,22 @@ def test_validate_passes_a_solved_notebook(tmp_path):
     course = fixture_course(tmp_path, ROOT)
     out = _validate(course / "solutions" / FIXTURE / f"{FIXTURE}.ipynb", tmp_path)
     assert "Success! Your notebook passes all the tests." in out, out[-2000:]
+
+
+@pytest.mark.slow
+def test_cli_grades_a_folder_without_sandbox(tmp_path):
+    """The command end to end, in the mode a non-root instructor gets (limits, no isolation)."""
+    course = fixture_course(tmp_path, ROOT)
+    make_corpus(course, FIXTURE, tmp_path / "inbox", only=["good", "untouched", "corrupt_json"])
+    r = subprocess.run([sys.executable, "-m", "psml", "grade", FIXTURE, "--from",
+                        str(tmp_path / "inbox"), "--no-sandbox", "--workers", "2",
+                        "--cell-timeout", "30"], cwd=course, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "3 submissions: 2 graded, 0 flagged, 1 failed" in r.stdout, r.stdout
+    with open(course / "grades.csv", newline="") as f:
+        scores = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
+    assert scores == {"good": 5.0, "untouched": 0.0, "corrupt_json": 0.0}, scores
+    with open(course / "grading-summary.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert "not valid notebook JSON" in rows["corrupt_json"]["reason"]
+    assert (course / "feedback" / "good" / FIXTURE / f"{FIXTURE}.html").is_file()
