@@ -366,12 +366,15 @@ def apply_with_timeout(rc, fn, *args, timeout: float = 30):
     cluster = rc.cluster
     n = len(rc.ids)
     cluster.stop_engines_sync()  # blocked in MPI: only killing the processes frees them
-    t0 = time.perf_counter()
     cluster.start_engines_sync(n)
-    deadline = t0 + 120
-    while time.perf_counter() < deadline:  # old ids linger until the controller drops them
-        if len(rc.ids) >= n and rc[:].apply_async(lambda: 1).wait(5):
-            break
+    deadline = time.perf_counter() + 120
+    # Ready when n engines answer successfully: until the controller drops the dead ones
+    # (MPI engines come back under the same ids), a call to them "finishes" with an error.
+    while time.perf_counter() < deadline:
+        if len(rc.ids) >= n:
+            probe = rc[:].apply_async(lambda: 1)
+            if probe.wait(5) and probe.successful():
+                break
         time.sleep(0.2)
     raise TimeoutError(f"{getattr(fn, '__name__', fn)} did not finish on the engines within "
                        f"{timeout:g} s: probably a deadlock (every rank waiting in a blocking "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
-import json
 import shutil
 import socket
 import subprocess
