@@ -76,7 +76,11 @@ import horovod.tensorflow as hvd
 assert hvd.nccl_built() or sys.argv[2] != "1"
 EOF
 }
-if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && ! horovod_ok; then
+# Importing horovod.tensorflow loads TensorFlow (seconds): check only when the pins changed.
+hvd_stamp="$VENV/.psml-horovod"
+hvd_want="$HOROVOD_VERSION gpu=${PSML_HOROVOD_GPU:-0} $want"
+if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && [ "$(cat "$hvd_stamp" 2>/dev/null)" != "$hvd_want" ] \
+   && ! horovod_ok; then
   cmake_bin=""
   for c in "${HOROVOD_CMAKE:-}" /usr/bin/cmake cmake; do
     [ -n "$c" ] && command -v "$c" >/dev/null || continue
@@ -103,6 +107,7 @@ if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && ! horovod_ok; then
   horovod_ok || die "Horovod $HOROVOD_VERSION installed but 'import horovod.tensorflow' fails: see $log; try 'rm -rf ~/.cache/pip' and run setup again"
   say "Horovod built in $((SECONDS - t0)) s"
 fi
+[ "${PSML_SKIP_HOROVOD:-0}" = 1 ] || echo "$hvd_want" > "$hvd_stamp"
 
 # --- 4. The course kernel, inside the venv (found by this venv's Jupyter) ---------------
 # TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's C++ start-up chatter out of students' notebooks.
