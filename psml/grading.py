@@ -515,11 +515,16 @@ class Grader:
         spec = {"uid": uid, "isolate": self.isolated, "python": sys.executable,
                 "run_dir": str(run), "limits": self.limits.__dict__,
                 "env": _kernel_env(run, self.limits, self.quick, self.isolated),
-                "keep": [str(run), str(work_dir)],
                 "hide": [str(p) for p in (self.course.source, self.course.submitted,
                                           self.course.autograded, self.course.feedback,
                                           self.work, self.course.db_path) if p],
                 "tmpfs": ["/tmp", "/var/tmp", "/dev/shm"]}
+        # The kernel's Python and psml stay visible even when they live under a covered
+        # path (a course checked out under /tmp, say): bound back after the covering.
+        runtime = [sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parent)]
+        covered = [Path(c) for c in spec["hide"] + spec["tmpfs"]]
+        spec["keep"] = [str(run), str(work_dir)] + sorted(
+            {r for r in runtime if any(Path(r).is_relative_to(c) for c in covered)})
         (s / "spec.json").write_text(json.dumps(spec))
         lim = self.course.config.get("LimitOutput", {})
         (course / "nbgrader_config.py").write_text(SCRATCH_CONFIG.format(
