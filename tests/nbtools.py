@@ -73,6 +73,21 @@ def submit(course: Path, student: str, assignment: str, notebooks: list[Path]) -
     (dest / "timestamp.txt").write_text("2026-01-01 12:00:00.000000 UTC")
 
 
+def points(path: Path) -> tuple[float, float]:
+    """(auto-graded, manually graded) points of an nbgrader source notebook.
+
+    Autograded: test cells (grade, not solution). Manual: answer cells (grade and solution)
+    and task cells, which an instructor scores in the formgrader."""
+    auto = manual = 0.0
+    for cell in nbformat.read(path, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution") and not meta.get("task"):
+            auto += float(meta.get("points", 0))
+        elif meta.get("grade") or meta.get("task"):
+            manual += float(meta.get("points", 0))
+    return auto, manual
+
+
 def read_grades(course: Path) -> dict[str, dict[str, str]]:
     """grades.csv exported by nbgrader, keyed by student id."""
     with open(course / "grades.csv", newline="") as f:

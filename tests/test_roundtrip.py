@@ -1,6 +1,7 @@
 """nbgrader round trip per assignment, in a throw-away course directory.
 
-A student who submits the solution gets full marks (and nbgrader ran it top to bottom
+A student who submits the solution gets every auto-graded point (manually graded answer
+cells wait for the instructor) (and nbgrader ran it top to bottom
 without an error: this is the solution notebooks' execution test); one who submits the
 untouched release gets 0; feedback is generated; the exported CSV holds exactly those scores.
 """
@@ -9,8 +10,8 @@ import time
 
 import nbformat
 import pytest
-from nbtools import (ROOT, error_outputs, make_course, nbgrader, read_grades, record_time,
-                     submit)
+from nbtools import (ROOT, error_outputs, make_course, nbgrader, points, read_grades,
+                     record_time, submit)
 from psml.course import assignments
 
 ASSIGNMENTS = assignments(ROOT)
@@ -45,11 +46,15 @@ def test_roundtrip(assignment, tmp_path):
             assert html.is_file(), f"no feedback for {student}: {html}"
     grades = read_grades(course)
     assert set(grades) == {"solved", "untouched"}
+    auto, manual = map(sum, zip(*(points(src) for src in sources)))
     max_score = float(grades["solved"]["max_score"])
-    assert max_score > 0, "the assignment has no points"
-    assert float(grades["solved"]["score"]) == max_score, (
-        f"the solution scored {grades['solved']['score']} of {max_score}: a test fails on "
-        "the reference solution (see the autograded notebook for which)")
+    assert auto > 0, "the assignment has no auto-graded points"
+    assert max_score == auto + manual, (
+        f"the gradebook's maximum {max_score} is not the notebooks' {auto} auto-graded + "
+        f"{manual} manual points")
+    assert float(grades["solved"]["score"]) == auto, (
+        f"the solution scored {grades['solved']['score']} of {auto} auto-graded points: a "
+        "test fails on the reference solution (see the autograded notebook for which)")
     assert float(grades["untouched"]["score"]) == 0, (
         f"the untouched exercise scored {grades['untouched']['score']}: some test passes "
         "without any work from the student")
