@@ -22,13 +22,9 @@ def _doctor(args) -> int:
 
 
 def _data_fetch(args) -> int:
-    from psml.data import DataNotFoundError, fetch_mnist
+    from psml.data import fetch_mnist
 
-    try:
-        fetch_mnist(Path(args.dest) if args.dest else None)
-    except DataNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    fetch_mnist(Path(args.dest) if args.dest else None)
     return 0
 
 
@@ -85,5 +81,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from psml.errors import PsmlError
+
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except PsmlError as exc:  # the one place errors become messages and exit codes
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code

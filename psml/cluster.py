@@ -27,6 +27,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from psml.errors import PsmlError
 
 ENGINE_KINDS = ("local", "mpi", "slurm")
 #: Environment variable -> sbatch option, for the site's account, partition, ...
@@ -43,7 +44,7 @@ FINAL_JOB_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", 
 HEARTBEAT_MS = 500
 
 
-class ClusterError(RuntimeError):
+class ClusterError(PsmlError, RuntimeError):
     """A cluster or job could not be started or finished; the message says what to do."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from psml.config import data_dir
+from psml.errors import PsmlError
 
 MNIST_FILE = "mnist.npz"
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -32,7 +33,7 @@ MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1
 SUBSET_TEST_SIZE = 1000  # of the 5,000-sample subset: 4,000 train / 1,000 test, stratified
 
 
-class DataNotFoundError(RuntimeError):
+class DataNotFoundError(PsmlError, RuntimeError):
     """No usable copy of a data set: the message says how to get one."""
 
 

@@ -43,13 +43,14 @@ import nbformat
 
 from psml import sandbox
 from psml.course import tool_env
+from psml.errors import PsmlError
 
 STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MAX_EXTRA_FILES_MB = 20  # non-notebook files a student submits (data they made, ...)
 GRADED, FAILED, FLAGGED = "graded", "failed", "flagged"
 
 
-class GradingError(RuntimeError):
+class GradingError(PsmlError, RuntimeError):
     """A problem with the course or the command line (not with a submission)."""
 
 

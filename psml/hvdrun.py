@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
+from psml.errors import PsmlError
 
 CONTROLLERS = ("gloo", "mpi")
 
@@ -39,7 +40,7 @@ def pinned_version() -> str | None:
         return None
 
 
-class HorovodRunError(RuntimeError):
+class HorovodRunError(PsmlError, RuntimeError):
     """A Horovod launch failed; the message holds the command and the end of its output."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from psml import __version__
+from psml.errors import PsmlError
 
 KERNELS_HOME = Path(__file__).resolve().parent.parent / "kernels"
 SITES_DIR = KERNELS_HOME / "sites"
@@ -78,7 +79,7 @@ PROFILE_FIELDS = {"description", "modules", "environment", "pythonpath", "env", 
 VARIANT_FIELDS = {"display_name", "modules", "env", "description"}
 
 
-class ProfileError(ValueError):
+class ProfileError(PsmlError, ValueError):
     """A site profile that cannot be used; the message names the field and the reason."""
 
 

@@ -1,0 +1,11 @@
+"""The one error type the ``psml`` command turns into a message and an exit code.
+
+Every module raises a narrow subclass with a message that says what to do; ``psml.cli.main``
+catches ``PsmlError`` once, prints ``error: <message>`` and exits with ``exit_code``.
+"""
+
+
+class PsmlError(Exception):
+    """Base of psml's user-facing errors. The message must say what to do next."""
+
+    exit_code = 1
