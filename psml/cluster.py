@@ -87,6 +87,40 @@ def mpiexec_args(mpiexec: str = "mpiexec") -> list[str]:
 
 # --- Slurm -------------------------------------------------------------------------------
 
+def allocation_size(env: dict | None = None) -> int:
+    """How many workers (engines, ranks) the current allocation holds.
+
+    Inside a Slurm job: ``SLURM_NTASKS`` (or ``SLURM_NPROCS``); elsewhere the CPUs this
+    process may run on (``os.sched_getaffinity``, which honours cgroups and ``taskset``).
+    """
+    env = os.environ if env is None else env
+    for var in ("SLURM_NTASKS", "SLURM_NPROCS"):
+        if env.get(var, "").strip().isdigit() and int(env[var]) > 0:
+            return int(env[var])
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS has no affinity API
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_counts(limit: int | None = None, quick: int = 2) -> list[int]:
+    """Sizes for a scaling study: 1, 2, 4, ... up to the allocation (its size included).
+
+    ``limit`` caps the largest size; in quick mode (tests, grading) the cap is ``quick``, so
+    CI stays at 2 whatever machine it runs on.
+    """
+    from psml.config import is_quick
+
+    top = allocation_size()
+    for cap in (limit, quick if is_quick() else None):
+        if cap is not None:
+            top = min(top, cap)
+    sizes = [1]
+    while sizes[-1] * 2 <= top:
+        sizes.append(sizes[-1] * 2)
+    return sizes if sizes[-1] == top else sizes + [top]
+
+
 def slurm_problem(timeout: float = 5) -> str | None:
     """``None`` when Slurm jobs can be submitted from here, else why not.
 

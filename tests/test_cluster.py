@@ -132,3 +132,25 @@ def test_deadlock_is_cut_off_and_engines_replaced():
         assert sorted(ranks) == [0, 1], f"fresh engines should answer, got {ranks}"
     finally:
         cluster.stop_cluster(rc)
+
+
+def test_allocation_size_follows_slurm_then_affinity():
+    from psml.cluster import allocation_size
+
+    assert allocation_size({"SLURM_NTASKS": "48"}) == 48
+    assert allocation_size({"SLURM_NPROCS": "3"}) == 3
+    assert allocation_size({}) == len(os.sched_getaffinity(0))
+
+
+def test_worker_counts_double_up_to_the_allocation(monkeypatch):
+    from psml.cluster import worker_counts
+
+    monkeypatch.delenv("PSML_QUICK", raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "48")
+    assert worker_counts() == [1, 2, 4, 8, 16, 32, 48]
+    assert worker_counts(limit=4) == [1, 2, 4]
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    assert worker_counts() == [1, 2, 3]
+    monkeypatch.setenv("PSML_QUICK", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "48")
+    assert worker_counts() == [1, 2]
