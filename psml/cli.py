@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 # Modules that contribute sub-commands (each defines add_parser(subparsers)).
-COMMAND_MODULES = ["psml.cli", "psml.kernels", "psml.cluster", "psml.grading", "psml.hvdrun",
-                   "psml.hub.commands"]
+COMMAND_MODULES = ["psml.cli", "psml.kernels", "psml.cluster", "psml.grading.cli", "psml.hvdrun",
+                   "psml.distribution", "psml.bundle", "psml.hub.commands"]
 
 
 def _doctor(args) -> int:

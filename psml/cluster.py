@@ -158,11 +158,12 @@ def sbatch_options(env: dict | None = None) -> list[str]:
 def job_script(name: str) -> Path:
     """Path of one of the course's job-script templates: ``job_script("mpi")`` is
     ``<course>/jobs/mpi.sbatch``."""
-    path = Path(__file__).resolve().parents[1] / "jobs" / f"{name}.sbatch"
-    if not path.is_file():
-        raise ClusterError(f"no job template {path}: the course's jobs/ folder is missing "
-                           "(psml must be installed from the course repository, `make lab`)")
-    return path
+    from psml.resources import JOBS, resource
+
+    if not (JOBS / f"{name}.sbatch").is_file():
+        known = ", ".join(sorted(p.stem for p in JOBS.glob("*.sbatch")))
+        raise ClusterError(f"no job template '{name}' in {JOBS} (there are: {known or 'none'})")
+    return resource("jobs", f"{name}.sbatch")
 
 
 def submit(script: str | os.PathLike, *args: str, cwd: str | os.PathLike | None = None,

@@ -33,7 +33,7 @@ def pinned_version() -> str | None:
     one place it is pinned; tools/setup.sh reads the same), or None outside the repository."""
     import tomllib
 
-    path = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    from psml.resources import PYPROJECT as path
     try:
         return tomllib.loads(path.read_text())["tool"]["psml"]["horovod"]
     except (OSError, KeyError, ValueError):

@@ -33,9 +33,8 @@ from pathlib import Path
 
 from psml import __version__
 from psml.errors import PsmlError
+from psml.resources import KERNELS as KERNELS_HOME, SITES as SITES_DIR
 
-KERNELS_HOME = Path(__file__).resolve().parent.parent / "kernels"
-SITES_DIR = KERNELS_HOME / "sites"
 LOGOS = ("logo-32x32.png", "logo-64x64.png")
 KERNEL_PREFIX = "psml-"  # kernel directory = psml-<variant>
 MODULE_NAME = "psml"

@@ -66,8 +66,9 @@ fi
 # the pinned version already imports. The version lives in pyproject.toml, [tool.psml].
 # PSML_SKIP_HOROVOD=1 skips it; PSML_HOROVOD_GPU=1 (set by tools/setup-gpu.sh) builds the
 # NCCL variant, with HOROVOD_NCCL_HOME/CUDA_HOME taken from the environment.
-HOROVOD_VERSION="$("$PY" -c 'import sys, tomllib
-print(tomllib.load(open(sys.argv[1], "rb"))["tool"]["psml"]["horovod"])' "$ROOT/pyproject.toml")"
+# shellcheck source=tools/horovod-wheel.sh
+. "$ROOT/tools/horovod-wheel.sh"
+HOROVOD_VERSION="$(horovod_version)"
 horovod_ok() {
   "$PY" - "$HOROVOD_VERSION" "${PSML_HOROVOD_GPU:-0}" <<'EOF' >/dev/null 2>&1
 import sys, importlib.metadata as md
@@ -76,12 +77,10 @@ import horovod.tensorflow as hvd
 assert hvd.nccl_built() or sys.argv[2] != "1"
 EOF
 }
-# Importing horovod.tensorflow loads TensorFlow (seconds): check only when the pins changed.
-hvd_stamp="$VENV/.psml-horovod"
-hvd_want="$HOROVOD_VERSION gpu=${PSML_HOROVOD_GPU:-0} $want"
-if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && [ "$(cat "$hvd_stamp" 2>/dev/null)" != "$hvd_want" ] \
-   && ! horovod_ok; then
-  cmake_bin=""
+# Built once into a wheel kept in $PSML_WHEELS (default .cache/wheels, ignored by git);
+# every environment after that (a second venv, tools/course-env.sh) installs it in seconds.
+build_horovod_wheel() {
+  local cmake_bin="" c major log="$1/build.log" t0=$SECONDS gpu_flags=()
   for c in "${HOROVOD_CMAKE:-}" /usr/bin/cmake cmake; do
     [ -n "$c" ] && command -v "$c" >/dev/null || continue
     major="$("$c" --version | sed -n 's/^cmake version \([0-9]*\).*/\1/p')"
@@ -90,24 +89,33 @@ if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ] && [ "$(cat "$hvd_stamp" 2>/dev/null)" != 
   [ -n "$cmake_bin" ] || die "Horovod needs CMake 3.13..3.x (CMake 4 breaks its gloo). Install it: apt-get install cmake, or set HOROVOD_CMAKE=/path/to/cmake-3.x"
   command -v g++ >/dev/null || die "Horovod needs a C++ compiler: apt-get install g++ (or module load GCC)"
   command -v mpicxx >/dev/null || die "Horovod's MPI controller needs MPI headers: apt-get install libopenmpi-dev (or module load your MPI)"
-  log="$VENV/horovod-build.log"
-  gpu_flags=()
   [ "${PSML_HOROVOD_GPU:-0}" = 1 ] && gpu_flags=(HOROVOD_GPU_OPERATIONS=NCCL)
-  say "building Horovod $HOROVOD_VERSION (TensorFlow + MPI + Gloo; ~2-5 min, log: $log)"
-  t0=$SECONDS
+  mkdir -p "$1"; rm -rf "$1.tmp"
+  say "building the Horovod $HOROVOD_VERSION wheel (TensorFlow + MPI + Gloo; ~3-10 min, once; log: $log)"
   if ! env "${gpu_flags[@]}" HOROVOD_CMAKE="$cmake_bin" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
        HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
-       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-       MAKEFLAGS="-j$(nproc)" \
-       "$PY" -m pip install --disable-pip-version-check --no-cache-dir --no-build-isolation --force-reinstall \
-         --no-deps -v "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
+       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
+       "$PY" -m pip wheel --disable-pip-version-check --no-cache-dir --no-build-isolation \
+         --no-deps -v -w "$1.tmp" "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
     tail -n 25 "$log" >&2
     die "the Horovod build failed; the full log is $log (look for the first 'error:'). Common fixes: apt-get install cmake g++ libopenmpi-dev; PSML_SKIP_HOROVOD=1 tools/setup.sh to continue without unit 09."
   fi
-  horovod_ok || die "Horovod $HOROVOD_VERSION installed but 'import horovod.tensorflow' fails: see $log; try 'rm -rf ~/.cache/pip' and run setup again"
-  say "Horovod built in $((SECONDS - t0)) s"
+  mv "$1.tmp"/horovod-*.whl "$1"/ && rm -rf "$1.tmp"  # the folder never holds a half wheel
+  say "Horovod wheel built in $((SECONDS - t0)) s"
+}
+# Importing horovod.tensorflow loads TensorFlow (seconds): check only when the pins changed.
+hvd_stamp="$VENV/.psml-horovod"
+hvd_want="$HOROVOD_VERSION gpu=${PSML_HOROVOD_GPU:-0} $want"
+if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ]; then
+  hvd_wheel="$(horovod_wheel_dir)"
+  ls "$hvd_wheel"/horovod-*.whl >/dev/null 2>&1 || build_horovod_wheel "$hvd_wheel"
+  if [ "$(cat "$hvd_stamp" 2>/dev/null)" != "$hvd_want" ] && ! horovod_ok; then
+    "$VENV/bin/uv" pip install -q --python "$PY" --no-deps --reinstall "$hvd_wheel"/horovod-*.whl
+    horovod_ok || die "Horovod $HOROVOD_VERSION installed from $hvd_wheel but 'import horovod.tensorflow' fails: see $hvd_wheel/build.log; delete $hvd_wheel to rebuild it"
+    say "Horovod $HOROVOD_VERSION installed from $hvd_wheel"
+  fi
+  echo "$hvd_want" > "$hvd_stamp"
 fi
-[ "${PSML_SKIP_HOROVOD:-0}" = 1 ] || echo "$hvd_want" > "$hvd_stamp"
 
 # --- 4. The course kernel, inside the venv (found by this venv's Jupyter) ---------------
 # TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's C++ start-up chatter out of students' notebooks.
