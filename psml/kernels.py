@@ -74,8 +74,15 @@ RESERVED_ENV = {
     "PSML_KERNEL": "set by the generator to <site>-<variant>",
 }
 PROFILE_FIELDS = {"description", "modules", "environment", "pythonpath", "env", "variants",
-                  "lmod_init"}
+                  "lmod_init", "hub"}
 VARIANT_FIELDS = {"display_name", "modules", "env", "description"}
+# [hub] is read by psml.hub.config; its [hub.slurm] sub-table (the workshop form's choices and
+# the job's modules, for psml.hub.slurm) is validated here, with the rest of the profile.
+SLURM_FIELDS = {"accounts", "reservation", "runtime", "cores", "partitions", "modules",
+                "modulepath", "kernel", "queue_timeout"}
+PARTITION_FIELDS = {"max_cores", "gpus", "max_runtime"}
+# Slurm names (partitions, accounts, reservations) as they reach #SBATCH lines.
+SLURM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class ProfileError(PsmlError, ValueError):
@@ -92,6 +99,32 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """A partition the workshop form offers, with the most a participant may ask for there."""
+    name: str
+    max_cores: int = 1
+    gpus: int = 0            # the most GPUs per job; 0: a CPU partition
+    max_runtime: int = 60    # minutes
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """A profile's ``[hub.slurm]`` table: the workshop form's choices and the job's modules.
+    Names may hold ``${NAME}`` placeholders (``psml kernels --var`` or the hub's environment
+    fills them)."""
+    accounts: tuple[str, ...] = ()     # project/account choices; the first is preselected
+    reservation: str = ""              # preselected for participants; "" = none
+    runtime: int = 60                  # default job runtime, minutes
+    cores: int = 1                     # default cores (Slurm tasks: one MPI rank each)
+    partitions: dict[str, Partition] = field(default_factory=dict)  # first = default
+    modules: tuple[str, ...] = ()      # loaded in the job before JupyterLab starts
+    modulepath: tuple[str, ...] = ()   # `module use` before loading them
+    kernel: str = ""                   # the variant JupyterLab preselects ("" = its default)
+    queue_timeout: int = 120           # seconds a job may wait in the queue before the
+                                       # spawn gives up and says why
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     environment: str
@@ -102,6 +135,7 @@ class Profile:
     lmod_init: str = ""
     description: str = ""
     source: str = "<profile>"
+    slurm: SlurmSettings | None = None   # [hub.slurm], when the site has one
 
     def kernel_name(self, variant: str) -> str:
         return KERNEL_PREFIX + variant
@@ -162,6 +196,76 @@ def _check_unknown(data: dict, allowed: set[str], where: str, source: str) -> No
                        f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
+def _check_int(data: dict, key: str, default: int, where: str, source: str,
+               low: int = 0) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _err(source, where + key, f"{value!r} must be a whole number >= {low}")
+    return value
+
+
+def _check_slurm_name(value, where: str, source: str) -> str:
+    """A partition/account/reservation name, or a ``${NAME}`` filled when the hub starts."""
+    text = _check_value(value, where, source)
+    if text and not SLURM_NAME_RE.match(PLACEHOLDER_RE.sub("x", text)):
+        raise _err(source, where, f"{text!r} is not a Slurm name (letters, digits and _.- "
+                   "only, or ${NAME})")
+    return text
+
+
+def _parse_partition(name: str, data, source: str) -> Partition:
+    where = f"hub.slurm.partitions.{name}"
+    if not SLURM_NAME_RE.match(name):
+        raise _err(source, where, f"{name!r} is not a Slurm partition name")
+    if not isinstance(data, dict):
+        raise _err(source, where, "must be a table ([hub.slurm.partitions.NAME])")
+    _check_unknown(data, PARTITION_FIELDS, where + ".", source)
+    return Partition(name=name, max_cores=_check_int(data, "max_cores", 1, where + ".", source, 1),
+                     gpus=_check_int(data, "gpus", 0, where + ".", source),
+                     max_runtime=_check_int(data, "max_runtime", 60, where + ".", source, 1))
+
+
+def parse_slurm(data, source: str = "<profile>") -> SlurmSettings:
+    """Validate a ``[hub.slurm]`` table (see :class:`SlurmSettings`)."""
+    w = "hub.slurm."
+    if not isinstance(data, dict):
+        raise _err(source, "hub.slurm", "must be a table ([hub.slurm])")
+    _check_unknown(data, SLURM_FIELDS, w, source)
+    raw_parts = data.get("partitions", {})
+    if not isinstance(raw_parts, dict) or not raw_parts:
+        raise _err(source, w + "partitions", "the Slurm spawner needs at least one partition, "
+                   "e.g. [hub.slurm.partitions.batch] with max_cores = 4")
+    partitions = {n: _parse_partition(n, v, source) for n, v in raw_parts.items()}
+    accounts = data.get("accounts", [])
+    if not isinstance(accounts, list):
+        raise _err(source, w + "accounts", "must be a list of account (project) names")
+    modulepath = data.get("modulepath", [])
+    if not isinstance(modulepath, list):
+        raise _err(source, w + "modulepath", "must be a list of directories")
+    kernel = _check_value(data.get("kernel", ""), w + "kernel", source)
+    if kernel and not NAME_RE.match(kernel):
+        raise _err(source, w + "kernel", f"{kernel!r} is not a kernel name (e.g. psml-mpi)")
+    slurm = SlurmSettings(
+        accounts=tuple(_check_slurm_name(a, f"{w}accounts[{i}]", source)
+                       for i, a in enumerate(accounts)),
+        reservation=_check_slurm_name(data.get("reservation", ""), w + "reservation", source),
+        runtime=_check_int(data, "runtime", 60, w, source, 1),
+        cores=_check_int(data, "cores", 1, w, source, 1),
+        partitions=partitions,
+        modules=_check_modules(data.get("modules", []), w + "modules", source),
+        modulepath=tuple(_check_value(p, f"{w}modulepath[{i}]", source)
+                         for i, p in enumerate(modulepath)),
+        kernel=kernel,
+        queue_timeout=_check_int(data, "queue_timeout", 120, w, source, 1),
+    )
+    for p in partitions.values():
+        if slurm.cores > p.max_cores or slurm.runtime > p.max_runtime:
+            raise _err(source, f"{w}partitions.{p.name}", f"the defaults (cores = {slurm.cores}"
+                       f", runtime = {slurm.runtime}) exceed its max_cores = {p.max_cores} or "
+                       f"max_runtime = {p.max_runtime}")
+    return slurm
+
+
 def parse_profile(data: dict, name: str, source: str = "<profile>") -> Profile:
     """Validate a profile's parsed TOML and return it; :class:`ProfileError` if it is bad."""
     if not NAME_RE.match(name):
@@ -201,9 +305,13 @@ def parse_profile(data: dict, name: str, source: str = "<profile>") -> Profile:
             env=_check_env(v.get("env", {}), where + ".env", source),
             description=_check_value(v.get("description", ""), where + ".description", source),
         )
+    hub = data.get("hub", {})
+    if not isinstance(hub, dict):
+        raise _err(source, "hub", "must be a table ([hub]; its fields: see psml.hub)")
+    slurm = parse_slurm(hub["slurm"], source) if "slurm" in hub else None
     return Profile(name=name, environment=env_path, modules=modules, pythonpath=pythonpath,
                    env=env, variants=variants, lmod_init=lmod_init, description=description,
-                   source=source)
+                   source=source, slurm=slurm)
 
 
 def available_sites() -> list[str]:
@@ -243,8 +351,12 @@ def substitute(profile: Profile, values: dict[str, str]) -> Profile:
         return {k: fill(v) for k, v in env.items()}
 
     variants = {n: replace(v, env=fill_env(v.env)) for n, v in profile.variants.items()}
+    h = profile.slurm
+    slurm = h and replace(h, accounts=tuple(map(fill, h.accounts)),
+                          reservation=fill(h.reservation),
+                          modulepath=tuple(map(fill, h.modulepath)))
     return replace(profile, environment=fill(profile.environment), env=fill_env(profile.env),
-                   lmod_init=fill(profile.lmod_init), variants=variants)
+                   lmod_init=fill(profile.lmod_init), variants=variants, slurm=slurm)
 
 
 # --- rendering --------------------------------------------------------------------------

@@ -43,7 +43,8 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll every 0.1 s, fail 
 node_idle() { SLURM_CONF="$conf" sinfo -h -o %T 2>/dev/null | grep -qx idle; }
 
 start() {
-  local cpus="${1:-$(nproc)}" host; host="$(hostname -s)"
+  local cpus="${1:-$(nproc)}" host mem; host="$(hostname -s)"
+  mem="$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)"
   [ "$(id -u)" = 0 ] || die "needs root (slurmd runs jobs as their user): run it with sudo"
   for exe in munged slurmctld slurmd sbatch scontrol sinfo; do
     command -v "$exe" >/dev/null || PATH="$PATH:/usr/sbin:/sbin" command -v "$exe" >/dev/null \
@@ -60,7 +61,9 @@ start() {
     dd if=/dev/urandom of="$m/munge.key" bs=1024 count=1 status=none
   fi
   local muser=munge; id munge >/dev/null 2>&1 || muser=root
-  chown -R "$muser:" "$m"; chmod 700 "$m"; chmod 400 "$m/munge.key"
+  # 0755: users other than root submit jobs too (the hub's Slurm spawner) and need the socket;
+  # the key itself stays readable by munge only.
+  chown -R "$muser:" "$m"; chmod 755 "$m"; chmod 400 "$m/munge.key"
   runuser -u "$muser" -- munged --force --socket="$m/munge.socket" --key-file="$m/munge.key" \
     --pid-file="$m/munged.pid" --log-file="$m/munged.log" --seed-file="$m/munged.seed" \
     || die "munged did not start; see $m/munged.log"
@@ -102,7 +105,8 @@ MinJobAge=300
 KillWait=5
 SlurmdTimeout=60
 InactiveLimit=0
-NodeName=$host CPUs=$cpus State=UNKNOWN
+# RealMemory: most of the machine's, so jobs may ask for --mem (memory is not consumable here).
+NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
   mkdir -p "$dir/spool/slurmd-$host"
