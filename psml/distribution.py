@@ -8,6 +8,7 @@ files of an earlier build or anything else in the working tree cannot slip into 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -46,11 +47,32 @@ def _builder(src: Path, dest: Path) -> list[str]:
     return [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(src)]
 
 
+def sources_hash(root: Path) -> str:
+    """Hash of the names and contents of everything the wheel is built from."""
+    h = hashlib.sha256()
+    for name in WHEEL_SOURCES:
+        top = root / name
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for p in files:
+            rel = p.relative_to(root)
+            if not any(IGNORE(str(root), [part]) for part in rel.parts):   # same as the copy
+                h.update(rel.as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
 def build_wheel(dest: Path | None = None, root: Path | None = None) -> Path:
-    """Build the psml wheel into ``dest`` (default ``<repo>/.cache/wheels/psml``), return it."""
+    """Build the psml wheel into ``dest`` (default ``<repo>/.cache/wheels/psml``), return it.
+    A wheel built there from the same sources is reused (a second call takes milliseconds)."""
+    from psml import __version__
+
     root = root or repo_root()
     dest = Path(dest or root / DEFAULT_DEST).resolve()
     dest.mkdir(parents=True, exist_ok=True)
+    wheel = dest / f"psml-{__version__}-py3-none-any.whl"
+    stamp = dest / ".psml-sources-sha256"
+    want = sources_hash(root)
+    if wheel.is_file() and stamp.is_file() and stamp.read_text() == want:
+        return wheel
     with tempfile.TemporaryDirectory(prefix="psml-wheel-") as tmp:
         src = Path(tmp) / "psml-src"
         src.mkdir()
@@ -63,12 +85,10 @@ def build_wheel(dest: Path | None = None, root: Path | None = None) -> Path:
         if r.returncode != 0:
             raise WheelError(f"building the psml wheel failed:\n{(r.stdout + r.stderr)[-3000:]}"
                              "\nCheck pyproject.toml's [tool.setuptools] sections.")
-    from psml import __version__
-
-    wheel = dest / f"psml-{__version__}-py3-none-any.whl"
     if not wheel.is_file():
         raise WheelError(f"the build ran but {wheel} is not there: does pyproject.toml's "
                          f"version ({__version__} expected) match psml.__version__?")
+    stamp.write_text(want)
     return wheel
 
 
