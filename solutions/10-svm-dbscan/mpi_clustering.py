@@ -1,6 +1,6 @@
 """Parallel DBSCAN (HPDBSCAN-style) and k-means over MPI: the batch version of 10-svm-dbscan.
 
-    mpiexec -n 3 python -m mpi4py mpi_clustering.py [--points 20000] [--parts FILE]
+    mpiexec -n 3 python -m mpi4py mpi_clustering.py [--points 20000] [--grid] [--parts FILE]
     sbatch --ntasks=3 jobs/dbscan.sbatch mpi_clustering.py --points 200000    (on Slurm)
 
 Uses *your* functions from the notebook: its section 6 writes them to
@@ -8,11 +8,14 @@ scratch/dbscan_parts.py (``--parts`` points elsewhere). Every rank makes the sam
 (psml.spatial.density_blobs), takes its cost-balanced slab, runs your ``parallel_dbscan``
 (timing its local clustering and the rest: halo exchange + merge) and a few ``kmeans_step``
 iterations on its shard. Rank 0 checks both against scikit-learn / serial NumPy and prints
-"(OK)" lines; the exit code is 1 when a result differs.
+"(OK)" lines; the exit code is 1 when a result differs. ``--grid`` also times your
+``grid_cv_mpi`` on the 8x8 digits, best parameter set and all sets (piSVM's table);
+``--json FILE`` saves the figures (benchmarks/classic_ml.py reads them).
 """
 
 import argparse
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -53,6 +56,30 @@ def run_dbscan(comm, parts, X, eps, min_samples, split):
     return labels, comm.gather(t_local, root=0), t_total, bounds, len(ids)
 
 
+def run_grid(comm, parts, folds):
+    """Seconds (slowest rank) of the best set alone and of the whole grid, and the scores."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    gammas, Cs = np.array([0.003, 0.01, 0.03, 0.1]), np.array([1.0, 10.0, 100.0])
+    parts.grid_cv_mpi(comm, X[:60], y[:60], gammas[:1], Cs[:1], 2)    # warm-up
+
+    def timed(g, c):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        scores = parts.grid_cv_mpi(comm, X, y, g, c, folds)
+        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX), scores
+
+    t_all, scores = timed(gammas, Cs)
+    gi, ci = np.unravel_index(np.argmax(scores), scores.shape)
+    t_best, _ = timed(gammas[gi:gi + 1], Cs[ci:ci + 1])
+    return {"grid": f"{len(gammas)}x{len(Cs)} gamma x C, {folds}-fold CV, {len(X)} digits",
+            "best_gamma": float(gammas[gi]), "best_C": float(Cs[ci]),
+            "best_accuracy": round(float(scores[gi, ci]), 4),
+            "best_set_s": round(t_best, 3), "all_sets_s": round(t_all, 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=20_000)
@@ -62,6 +89,9 @@ def main() -> int:
     ap.add_argument("--split", choices=["cost", "uniform"], default="cost")
     ap.add_argument("--kmeans-steps", type=int, default=5)
     ap.add_argument("--parts", type=Path, default=Path("scratch") / "dbscan_parts.py")
+    ap.add_argument("--grid", action="store_true", help="also time grid_cv_mpi (SVM grid)")
+    ap.add_argument("--folds", type=int, default=5, help="folds of the --grid search")
+    ap.add_argument("--json", type=Path, help="rank 0 writes the figures to this file")
     args = ap.parse_args()
     parts = load_parts(args.parts)
     comm = MPI.COMM_WORLD
@@ -77,6 +107,7 @@ def main() -> int:
     centers = X[:4].copy()
     for _ in range(args.kmeans_steps):
         centers = parts.kmeans_step(comm, shard, centers)
+    grid = run_grid(comm, parts, args.folds) if args.grid else None
     print(f"rank {rank}/{size}: {len(shard)} k-means points, slab "
           f"[{bounds[rank]:.2f}, {bounds[rank + 1]:.2f})", flush=True)
     if rank != 0:
@@ -108,6 +139,16 @@ def main() -> int:
     diff = float(np.max(np.abs(centers - c_ser)))
     ok &= diff < 1e-12
     print(f"kmeans: max |parallel - serial| = {diff:.1e} ({'OK' if diff < 1e-12 else 'MISMATCH'})")
+    if grid:
+        print(f"grid: {grid['grid']} on {size} ranks: best set (gamma={grid['best_gamma']:g}, "
+              f"C={grid['best_C']:g}) {grid['best_set_s']:.2f} s, all sets {grid['all_sets_s']:.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "ranks": size, "points": args.points, "eps": round(eps, 4), "split": args.split,
+            "dbscan_s": round(t_total, 4), "local_s_per_rank": [round(t, 4) for t in t_local],
+            "merge_share": round(merge_share, 3),
+            "cost_imbalance": round(float(cost.max() / cost.mean()), 3),
+            "points_per_rank_with_halo": n_local, "correct": bool(ok), "grid": grid}, indent=1))
     return 0 if ok else 1
 
 
