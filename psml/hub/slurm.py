@@ -319,8 +319,8 @@ class PsmlSlurmSpawner(SlurmSpawner):
             return f"Your JupyterLab runs as Slurm job {self.job_id} without a time limit."
         left = max(0, int((end - (now or datetime.now())).total_seconds() // 60))
         return (f"Your JupyterLab runs as Slurm job {self.job_id} until "
-                f"{end:%H:%M} ({left // 60} h {left % 60:02d} min left); save your work "
-                "before then: the job ends with its runtime.")
+                f"{end:%H:%M} {time.strftime('%Z')} ({left // 60} h {left % 60:02d} min left); "
+                "save your work before then: the job ends with its runtime.")
 
 
 def job_announcement(user) -> str:
