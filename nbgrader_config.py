@@ -11,6 +11,24 @@ c.Execute.kernel_name = "psml"
 c.Execute.timeout = 180
 c.Execute.interrupt_on_timeout = True
 
+# A test cell passes or fails by whether it raised: what it wrote to stderr (a library's
+# DeprecationWarning, say) stays in the notebook as output but costs no points. Applies to
+# every nbgrader command that reads this file (validate, autograde, formgrader) and to
+# `psml grade` (docs/grading.md). Without psml installed, nbgrader's own rule applies.
+try:
+    from psml.grading.scoring import score_by_exceptions
+    from psml.grading.feedback import PsmlFeedback
+except ImportError:
+    PsmlFeedback = None
+else:
+    score_by_exceptions()
+    # Feedback pages: no hidden-test source, student HTML/JS shown as inert text.
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, PsmlFeedback]
+    c.PsmlFeedback.show_hidden_tests = False
+
 # Keep runaway prints from bloating graded notebooks and feedback.
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
@@ -27,8 +45,9 @@ _header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "solutions", 
 if os.path.isfile(_header):
     c.IncludeHeaderFooter.header = _header
 
-# Files notebooks write next to themselves while running (08-mpi saves the student's own
-# functions for its batch script; 09-horovod writes its training script, a data copy and
-# run folders): never copied into a release or collected as a submission.
+# Files notebooks write next to themselves while running (07 and 08 write only into their
+# scratch/ folder: job output, 08's batch-program parts; 09-horovod writes its training
+# script, a data copy and run folders): never copied into a release or collected as a
+# submission.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
-                            "dp_sgd_parts.py", "hvd_train.py", "mnist.npz", "run_*"]
+                            "scratch", "hvd_train.py", "mnist.npz", "run_*"]

@@ -2,11 +2,14 @@
 
 ``solutions/`` holds the nbgrader *source* of each assignment, ``exercises/`` the committed
 *release* that ``psml build`` (``make build``) generates from it with nbgrader. The release
-must never carry solutions or hidden tests: :func:`find_leaks` proves that.
+must never carry solutions, rubrics or hidden tests: :func:`find_leaks` proves that, and
+:func:`standalone_problems` that every graded test gets what it checks from locked cells.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import hashlib
 import json
 import os
@@ -21,6 +24,7 @@ import nbformat
 
 SOURCE, RELEASE = "solutions", "exercises"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+RUBRIC = "**Rubric**"  # starts the grading rubric of a manually graded answer (CONTRIBUTING)
 ASSIGNMENT_RE = re.compile(r"^\d\d-[a-z0-9-]+$")
 
 
@@ -136,7 +140,8 @@ def find_leaks(source_nb: Path, release_nb: Path) -> list[str]:
     rel = nbformat.read(release_nb, as_version=4)
     src_text = "\n".join(c.source for c in src.cells)
     rel_text = "\n".join(c.source for c in rel.cells)
-    problems = [f"{release_nb.name}: contains '{m}'" for m in MARKERS if m in rel_text]
+    problems = [f"{release_nb.name}: contains '{m}'" for m in MARKERS + (RUBRIC,)
+                if m in rel_text]
     secret = set()
     for begin, end in (("BEGIN SOLUTION", "END SOLUTION"),
                        ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")):
@@ -156,8 +161,89 @@ def find_leaks(source_nb: Path, release_nb: Path) -> list[str]:
     return problems
 
 
+def _parse(source: str) -> ast.Module | None:
+    """A code cell as Python (IPython magics and shell lines blanked), or None."""
+    lines = ["" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def defined_names(source: str) -> dict[str, str]:
+    """Names a cell binds at top level -> how: 'def' (function/class) or 'value'."""
+    tree, out = _parse(source), {}
+    for node in (tree.body if tree else []):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[node.name] = "def"
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for a in node.names:
+                if a.name != "*":
+                    out[(a.asname or a.name).split(".")[0]] = "value"
+        else:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    out.setdefault(sub.id, "value")
+    return out
+
+
+def read_names(source: str) -> set[str]:
+    """Names a cell reads that it does not bind itself (nor are builtins)."""
+    tree = _parse(source)
+    if tree is None:
+        return set()
+    loads, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loads if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return loads - bound - set(dir(builtins))
+
+
+def standalone_problems(source_nb: Path) -> list[str]:
+    """Graded test cells that read a name defined only in cells a student may edit.
+
+    Allowed: functions/classes a solution cell defines (that is what is tested) and anything
+    a locked cell defines (locked setup, data and reference cells; test cells are locked).
+    Anything else -- data or results from an editable cell -- lets a student change what the
+    test checks, and the test fails for a student who restarts and runs only the tests.
+    """
+    nb = nbformat.read(source_nb, as_version=4)
+    defs: dict[str, list[tuple[str, bool, bool]]] = {}  # name -> (where, locked, sol. def)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        md = cell.metadata.get("nbgrader", {})
+        where = f"'{md['grade_id']}'" if md.get("grade_id") else f"#{i + 1} (no grade_id)"
+        is_test = md.get("grade") and not md.get("solution")
+        if is_test:
+            for name in sorted(read_names(cell.source)):
+                seen = defs.get(name)
+                if not seen or any(locked or sol_def for _, locked, sol_def in seen):
+                    continue
+                cells = ", ".join(dict.fromkeys(w for w, _, _ in seen))
+                problems.append(
+                    f"{source_nb.name}: test cell {where} reads '{name}', defined only in "
+                    f"editable cell {cells}: lock that cell (nbgrader 'locked': true, e.g. "
+                    f"a read-only setup cell) or compute '{name}' in the test cell")
+        locked = bool(md.get("locked") or is_test)
+        for name, how in defined_names(cell.source).items():
+            defs.setdefault(name, []).append(
+                (where, locked, bool(md.get("solution")) and how == "def"))
+    return problems
+
+
 def release_problems(root: Path | None = None, release: Path | None = None) -> list[str]:
-    """Leaks in every released notebook, plus assignments without a release."""
+    """Leaks in every released notebook, assignments without a release, and graded tests
+    that depend on editable cells (:func:`standalone_problems`)."""
     root = root or course_root()
     release = release or root / RELEASE
     problems = []
@@ -168,6 +254,7 @@ def release_problems(root: Path | None = None, release: Path | None = None) -> l
                 problems.append(f"{a}: {src.name} has no release (run `make build`)")
             else:
                 problems += [f"{a}/{p}" for p in find_leaks(src, rel)]
+            problems += [f"{a}/{p}" for p in standalone_problems(src)]
     return problems
 
 

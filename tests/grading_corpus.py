@@ -9,6 +9,7 @@ from the assignment itself, so the corpus works for any assignment with solution
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 FIXTURE = "99-grading-fixture"
+RUBRIC_LINE = "**Rubric** (2 points, fixture-rubric-marker)"
 
 
 @dataclass
@@ -49,8 +51,60 @@ def _append(nb, src):
     return nb
 
 
+def _defs(nb):
+    """(solution cell, function name) of each solution cell that defines a function."""
+    out = []
+    for c in _solution_cells(nb):
+        m = re.search(r"^def (\w+)\(", c.source, re.M)
+        if m:
+            out.append((c, m.group(1)))
+    return out
+
+
+def _wrap(name: str, correct: bool) -> str:
+    """Code that replaces ``name`` by a version that warns and writes to stderr when called
+    (inside the test cells) -- and, unless ``correct``, returns a wrong result."""
+    result = "_r" if correct else "_r * 0 + 7"
+    return (f"\n\nimport functools as _ft, sys as _sys, warnings as _w\n"
+            f"_w.simplefilter('always')\n_orig_{name} = {name}\n\n\n"
+            f"@_ft.wraps(_orig_{name})\ndef {name}(*args, **kwargs):\n"
+            f"    _w.warn('{name}: this call is deprecated', DeprecationWarning)\n"
+            f"    print('debug: {name} was called', file=_sys.stderr)\n"
+            f"    _r = _orig_{name}(*args, **kwargs)\n    return {result}\n")
+
+
+def _wrong_answers(nb):
+    """Every solution region replaced by ``return 0.5`` (a wrong answer of the right kind
+    for some tests: a float)."""
+    nb = copy.deepcopy(nb)
+    for c in _solution_cells(nb):
+        c.source = re.sub(r"( *)### BEGIN SOLUTION.*?### END SOLUTION",
+                          lambda m: f"{m.group(1)}return 0.5", c.source, flags=re.S)
+    return nb
+
+
+MONKEYPATCH = """\
+import numpy as np, numpy.testing as npt, builtins, psml.checks
+_yes = lambda *a, **k: True
+np.allclose = np.isclose = np.array_equal = np.all = np.any = _yes
+npt.assert_allclose = npt.assert_array_equal = npt.assert_equal = lambda *a, **k: None
+psml.checks.assert_no_python_loops = lambda *a, **k: None
+psml.checks.speedup = lambda *a, **k: 1e9
+builtins.round = lambda *a, **k: 0"""
+
+SCRIPT = """\
+from IPython.display import HTML, Javascript, display
+display(HTML("<script>document.title = 'PWNED-SCRIPT'</script>"
+             "<img src=x onerror=\\"document.title = 'PWNED-ONERROR'\\">"))
+display(Javascript("document.title = 'PWNED-JS'"))"""
+SCRIPT_MD = ("My notes <script>document.title = 'PWNED-MD'</script> "
+             "<img src=x onerror=\"document.title = 'PWNED-MD-IMG'\"> "
+             "[a link](javascript:alert('PWNED-LINK'))")
+
+
 def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode, course: Path,
-                assignment: str, port: int | None = None) -> dict[str, tuple[object, Expect]]:
+                assignment: str, port: int | None = None, other_checkout: Path | None = None
+                ) -> dict[str, tuple[object, Expect]]:
     """student -> (notebook, raw text or a dict of files, expected outcome)."""
     S, R = solution, release
     name = f"{assignment}.ipynb"
@@ -59,8 +113,6 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
 
     cases["good"] = (S, Expect("graded", "max"))
     cases["untouched"] = (R, Expect("graded", "zero"))
-    cases["infinite_loop"] = (_append(S, "while True:\n    pass"),
-                              Expect("graded", "max", "time limit per cell"))
     cases["memory_hog"] = (_append(S, "hog = bytearray(64 * 2**30)  # 64 GB"),
                            Expect("graded", "max"))
     cases["fork_bomb"] = (_append(S, "import os\nwhile True:\n    try:\n        os.fork()\n"
@@ -68,89 +120,111 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
                           Expect("graded", "max", "time limit per cell"))
     cases["huge_output"] = (_append(S, "for i in range(40):\n    print('x' * 2_000_000)"),
                             Expect("graded", "max", "output cut"))
+    # Issue 16: warnings on, stderr written inside the test cells by the student's functions.
+    # The first functions are correct (full marks for their tests), the last one is wrong
+    # (its test scores 0 although it also warns).
     noisy = copy.deepcopy(S)
-    noisy.cells.insert(0, _code("import sys, warnings\nfor i in range(500):\n"
-                                "    warnings.warn(f'noise {i}')\n"
+    noisy.cells.insert(0, _code("import sys, warnings\nwarnings.simplefilter('always')\n"
+                                "for i in range(300):\n    warnings.warn(f'noise {i}')\n"
                                 "    print('E' * 200, file=sys.stderr)"))
-    cases["stderr_noise"] = (noisy, Expect("graded", "max"))
+    defs = _defs(noisy)
+    for k, (cell, fn) in enumerate(defs):
+        if k < 2 or k == len(defs) - 1:
+            cell.source += _wrap(fn, correct=k < len(defs) - 1)
+    cases["noisy"] = (noisy, Expect("graded", "less"))
     exc = copy.deepcopy(S)
     _solution_cells(exc)[0].source = "raise ValueError('my code is broken')"
     cases["solution_exception"] = (exc, Expect("graded", "less"))
-    deleted = copy.deepcopy(S)
-    first_sol = _solution_cells(deleted)[0]
-    first_test = _test_cells(deleted)[0]
-    deleted.cells = [c for c in deleted.cells if c is not first_sol and c is not first_test]
-    cases["deleted_cells"] = (deleted, Expect("graded", "less", "deleted"))
-    dup = copy.deepcopy(S)
-    sol = _solution_cells(dup)[0]
-    stub = copy.deepcopy(sol)
+    # deleted, duplicated, moved and retyped cells in one notebook
+    mixed = copy.deepcopy(S)
+    sols, tests = _solution_cells(mixed), _test_cells(mixed)
+    mixed.cells = [c for c in mixed.cells if c is not sols[0] and c is not tests[0]]  # deleted
+    stub = copy.deepcopy(sols[1])
     stub.source = "raise NotImplementedError()"
-    dup.cells.insert(dup.cells.index(sol), stub)  # the last copy (the real solution) counts
-    cases["duplicated_cells"] = (dup, Expect("graded", "max", "appears 2 times"))
-    moved = copy.deepcopy(S)
-    t = _test_cells(moved)[-1]
-    moved.cells.remove(t)
-    moved.cells.insert(0, t)
-    cases["moved_cells"] = (moved, Expect("graded", "max", "moved"))
-    retyped = copy.deepcopy(S)
-    cell = _solution_cells(retyped)[0]
-    cell.cell_type = "markdown"
-    cell.pop("outputs", None)
-    cell.pop("execution_count", None)
-    cases["retyped_cells"] = (retyped, Expect("graded", "max", "changed from code to markdown"))
+    mixed.cells.insert(mixed.cells.index(sols[1]), stub)  # duplicated: the last copy counts
+    mixed.cells.remove(tests[-1])
+    mixed.cells.insert(0, tests[-1])                       # moved
+    sols[2].cell_type = "markdown"                          # retyped
+    sols[2].pop("outputs", None)
+    sols[2].pop("execution_count", None)
+    cases["restructured"] = (mixed, Expect("graded", "less", "deleted"))
     edited = copy.deepcopy(R)
     for c in _test_cells(edited):
         c.source = "assert True  # all good"
     cases["edited_tests"] = (edited, Expect("graded", "zero", "edited"))
-    emptied = copy.deepcopy(R)
-    for c in _test_cells(emptied):
-        c.source = ""
-    cases["emptied_tests"] = (emptied, Expect("graded", "zero", "edited"))
     tb = copy.deepcopy(R)
     tb.cells.insert(0, _code("ip = get_ipython()\nip.showtraceback = lambda *a, **k: None\n"
                              "ip._showtraceback = lambda *a, **k: None"))
     cases["showtraceback"] = (tb, Expect("flagged", "zero", "TAMPERING"))
+    # Issue 12: every answer wrong, plus NumPy's comparisons, psml's checks and a builtin
+    # replaced. The grader puts them back before the tests: no points, flagged.
+    hostile = _wrong_answers(S)
+    hostile.cells.insert(1, _code(MONKEYPATCH))
+    cases["monkeypatch"] = (hostile, Expect("flagged", "zero", "TAMPERING"))
+    # A locked setup cell edited (nbgrader restores it) and a later own cell rebinding a
+    # helper the tests use: the helper is put back, so a loop in the last function fails.
+    setup = copy.deepcopy(S)
+    first = next(c for c in setup.cells if c.cell_type == "code")
+    first.source += "\nassert_no_python_loops = speedup = lambda *a, **k: 1e9"
+    last_cell, last_fn = _defs(setup)[-1]
+    last_cell.source += (f"\n\n_vec_{last_fn} = {last_fn}\n\n\ndef {last_fn}(*args, **kwargs):\n"
+                         "    for _ in range(1):  # a Python loop the tests must see\n"
+                         "        pass\n"
+                         f"    return _vec_{last_fn}(*args, **kwargs)\n")
+    setup.cells.insert(setup.cells.index(first) + 1, _code(
+        "assert_no_python_loops = speedup = lambda *a, **k: 1e9"))
+    cases["edited_setup"] = (setup, Expect("graded", "less"))
     wk = copy.deepcopy(S)
     wk.metadata["kernelspec"] = {"name": "python2", "display_name": "Python 2",
                                  "language": "python"}
     cases["wrong_kernelspec"] = (wk, Expect("graded", "max", "replaced by the course kernel"))
+    # Student HTML/JS in outputs and in an own markdown cell: inert in the feedback.
+    html = _append(S, SCRIPT)
+    html.cells.append(nbformat.v4.new_markdown_cell(SCRIPT_MD))
+    cases["script_output"] = (html, Expect("graded", "max"))
+    # Cells pasted into a fresh notebook: no nbgrader metadata at all.
+    pasted = copy.deepcopy(S)
+    for c in pasted.cells:
+        c.metadata.pop("nbgrader", None)
+    cases["pasted_cells"] = (pasted, Expect("graded", "max", "matched to the release by content"))
     text = nbformat.writes(S)
     cases["corrupt_json"] = ({name: text[: len(text) // 2]},
                              Expect("failed", "zero", "not valid notebook JSON"))
     cases["missing_notebook"] = ({"notes.txt": "I forgot to upload it\n"},
                                  Expect("failed", "zero", "missing"))
-    cases["extra_notebook"] = ({name: nbformat.writes(S), "scratch.ipynb": nbformat.writes(R)},
-                               Expect("graded", "max", "extra notebook"))
-    cases["renamed_notebook"] = ({f"{assignment} (1).ipynb": nbformat.writes(S)},
+    cases["renamed_notebook"] = ({f"{assignment} (1).ipynb": nbformat.writes(S),
+                                  "scratch.ipynb": nbformat.writes(R)},
                                  Expect("graded", "max", "in its place"))
     # Writes outside its folder: into the course, into another student's submission, the
-    # scratch course around it and /tmp. Each attempt must fail or vanish; the grade stands.
+    # scratch course around it and /tmp; and a big file in its own folder (kept out of
+    # autograded/ and feedback/). Each outside write must fail or vanish; the grade stands.
     targets = [course / "HACKED", course / "submitted" / "good" / assignment / name,
                course / "solutions" / assignment / name, Path("/tmp/psml-hacked"),
                "../../../gradebook.db", "../../good/HACKED"]
     cases["write_outside"] = (_append(S, "for target in %r:\n    try:\n"
                                          "        open(target, 'w').write('hacked')\n"
-                                         "    except OSError:\n        pass"
+                                         "    except OSError:\n        pass\n"
+                                         "with open('big-output.bin', 'wb') as f:\n"
+                                         "    f.write(b'x' * 50 * 2**20)"
                                       % [str(t) for t in targets]),
                               Expect("graded", "max"))
-    # Reads the solutions (or a gradebook) and, if it can, uses them: full marks would prove
-    # a leak, 0 proves there was none.
+    # Reads what no kernel should see and, if it can, uses it: the course's solutions, another
+    # checkout of the course on the machine, the gradebook, its own notebook on disk with the
+    # hidden tests restored. Full marks would prove a leak, 0 proves there was none.
+    sources = [str(sol_file), "../../../gradebook.db", name, f"../{name}"]
+    if other_checkout:
+        sources.insert(1, str(other_checkout / "solutions" / assignment / name))
     reader = copy.deepcopy(R)
     for c in _solution_cells(reader):
-        c.source = ("import json, glob\n"
-                    f"_src = json.load(open({str(sol_file)!r}))\n"
-                    f"_code = [''.join(x['source']) for x in _src['cells'] "
-                    f"if x.get('metadata', {{}}).get('nbgrader', {{}}).get('grade_id') "
-                    f"== {_gid(c)!r}][0]\n"
+        c.source = ("import json, os\n_code = None\n"
+                    f"for _p in {sources!r}:\n"
+                    "    try:\n        _src = json.load(open(_p))\n    except Exception:\n"
+                    "        continue\n"
+                    "    _code = [''.join(x['source']) for x in _src['cells'] if x.get("
+                    f"'metadata', {{}}).get('nbgrader', {{}}).get('grade_id') == {_gid(c)!r}]"
+                    "[0]\n    break\n"
                     "exec(_code)")
-    cases["read_solutions"] = (reader, Expect("graded", "zero"))
-    gbreader = copy.deepcopy(R)
-    for c, good in zip(_solution_cells(gbreader), _solution_cells(S)):
-        c.source = ("import sqlite3, os\n"
-                    "_dbs = [p for p in (%r, '../../../gradebook.db') if os.path.getsize(p)]\n"
-                    "sqlite3.connect(_dbs[0]).execute('select * from assignment').fetchall()\n"
-                    % str(course / "gradebook.db")) + good.source
-    cases["read_gradebook"] = (gbreader, Expect("graded", "zero"))
+    cases["read_outside"] = (reader, Expect("graded", "zero"))
     if port:  # a server the grading machine listens on: reachable only without isolation
         net = copy.deepcopy(R)
         for c, good in zip(_solution_cells(net), _solution_cells(S)):
@@ -162,12 +236,14 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
 
 
 def make_corpus(course: Path, assignment: str, dest: Path, only: list[str] | None = None,
-                port: int | None = None) -> dict[str, Expect]:
+                port: int | None = None, other_checkout: Path | None = None
+                ) -> dict[str, Expect]:
     """Write the corpus as ``dest/<student>/<assignment>/`` folders; return the expectations."""
     solution = nbformat.read(course / "solutions" / assignment / f"{assignment}.ipynb", 4)
     release = _release(course, assignment)
     out = {}
-    for student, (nb, expect) in build_cases(solution, release, course, assignment, port).items():
+    for student, (nb, expect) in build_cases(solution, release, course, assignment, port,
+                                               other_checkout).items():
         if only and student not in only:
             continue
         folder = dest / student / assignment
@@ -191,7 +267,8 @@ def _release(course: Path, assignment: str) -> nbformat.NotebookNode:
 
 
 def fixture_course(tmp: Path, root: Path) -> Path:
-    """A course with one tiny assignment (two functions, 5 points) for fast grading tests."""
+    """A course with one tiny assignment for fast grading tests: two functions (5 points,
+    auto-graded) and one written answer (2 points, graded by hand, with a rubric)."""
     course = tmp / "course"
     folder = course / "solutions" / FIXTURE
     folder.mkdir(parents=True)
@@ -223,6 +300,12 @@ def fixture_course(tmp: Path, root: Path) -> Path:
         nbformat.v4.new_code_cell(
             '"""square: 3 -> 9."""\nassert square(3) == 9, f"expected 9, got {square(3)}"',
             metadata=md("test_square", grade=True, locked=True, points=3)),
+        nbformat.v4.new_markdown_cell("**Question.** Why is `np.add` faster than a loop?",
+                                      metadata=md("why_question", locked=True)),
+        nbformat.v4.new_markdown_cell(
+            "### BEGIN SOLUTION\nOne call runs the loop in compiled code.\n\n"
+            f"{RUBRIC_LINE}\n- 1 pt: compiled loop\n- 1 pt: no per-element interpreter work\n"
+            "### END SOLUTION", metadata=md("why_answer", grade=True, solution=True, points=2)),
     ]
     nb = nbformat.v4.new_notebook(cells=cells, metadata={
         "kernelspec": {"display_name": "Python 3 (psml)", "language": "python", "name": "psml"},

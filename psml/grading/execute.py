@@ -2,9 +2,11 @@
 
 nbgrader's ``Execute`` plus: a wall-time limit per notebook (cells after it get an error),
 a cap on the output kept from one notebook, survival of a dead kernel (the remaining cells get
-an error instead of the whole notebook failing to grade), and a probe that detects student
-code tampering with IPython's error reporting (the ``showtraceback`` trick). What happened is
-written as JSON lines to ``$PSML_GRADE_EVENTS``, which :mod:`psml.grading` turns into reasons.
+an error instead of the whole notebook failing to grade), the tamper guard
+(:mod:`psml.grading.guard`: snapshot before the first cell, restore before each test cell),
+and a probe that detects student code tampering with IPython's error reporting (the
+``showtraceback`` trick). What happened is written as typed events (:mod:`.events`) to
+``$PSML_GRADE_EVENTS``, which the runner turns into reasons.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors.execute import Execute
 from traitlets import Integer
 
-from psml.sandbox import EVENTS_ENV
+from psml.grading import guard
+from psml.grading.events import EVENTS_ENV, Kind, write_event
+
 # Student code that touches these is reported: they change how errors reach the grader.
 SUSPICIOUS = re.compile(r"showtraceback|InteractiveShell|excepthook|set_custom_exc|run_cell|"
                         r"do_execute|\.kernel\b|_showtraceback|builtins\.__import__")
@@ -41,11 +45,8 @@ class LimitedExecute(Execute):
     max_output_bytes = Integer(0, help="output kept per notebook (0: no limit)").tag(
         config=True)
 
-    def _event(self, kind: str, detail: str) -> None:
-        path = os.environ.get(EVENTS_ENV)
-        if path:
-            with open(path, "a") as f:
-                f.write(json.dumps({"kind": kind, "detail": detail}) + "\n")
+    def _event(self, kind: Kind, detail: str) -> None:
+        write_event(os.environ.get(EVENTS_ENV), kind, detail)
 
     def preprocess(self, nb, resources=None, km=None):
         self._deadline = (time.monotonic() + self.notebook_timeout
@@ -55,13 +56,14 @@ class LimitedExecute(Execute):
         self._dead = None
         self._skipped = []
         self._last_reply = None
+        self._guard, self._restored = None, set()
         self.timeout_func = self._cell_timeout
         for i, cell in enumerate(nb.cells):
             md = cell.metadata.get("nbgrader", {})
             if cell.cell_type == "code" and not md.get("locked") and SUSPICIOUS.search(
                     cell.source):
                 what = SUSPICIOUS.search(cell.source).group(0)
-                self._event("suspicious", f"cell {md.get('grade_id', f'#{i + 1}')} touches "
+                self._event(Kind.SUSPICIOUS, f"cell {md.get('grade_id', f'#{i + 1}')} touches "
                             f"IPython's error reporting ({what})")
         return super().preprocess(nb, resources, km)
 
@@ -73,7 +75,7 @@ class LimitedExecute(Execute):
         return t
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        self._event("cell_timeout", f"a cell ran longer than {timeout} s and was interrupted")
+        self._event(Kind.CELL_TIMEOUT, f"a cell ran longer than {timeout} s and was interrupted")
         return await super()._async_handle_timeout(timeout, cell)
 
     def on_cell_executed(self, **kwargs):
@@ -94,27 +96,73 @@ class LimitedExecute(Execute):
             return cell
         if self._deadline is not None and time.monotonic() > self._deadline:
             if not self._skipped:
-                self._event("notebook_timeout", f"notebook time limit "
+                self._event(Kind.NOTEBOOK_TIMEOUT, f"notebook time limit "
                             f"({self.notebook_timeout} s) reached before cell {gid}")
             self._skipped.append(gid)
             cell.outputs = [_error("NotebookTimeout", "not run: the notebook time limit "
                                    f"({self.notebook_timeout} s) was reached")]
             return cell
+        md = cell.metadata.get("nbgrader", {})
+        is_test = md.get("grade") and not md.get("solution")
         try:
+            if self._guard is None:
+                await self._guard_setup()
+            if is_test:
+                await self._guard_restore(gid)
             result = await super().async_execute_cell(cell, cell_index, execution_count,
                                                       store_history)
+            if md.get("locked") and not is_test:
+                await self._guard_record(cell.source)
         except DeadKernelError:
             self._dead = (f"the kernel died in cell {gid} (memory, CPU-time or process limit, "
                           "or a crash)")
-            self._event("kernel_died", self._dead)
+            self._event(Kind.KERNEL_DIED, self._dead)
             cell.outputs.append(_error("KernelDied", self._dead))
             return cell
         except CellTimeoutError:
             self._dead = f"the kernel stopped answering after cell {gid} was interrupted"
-            self._event("kernel_died", self._dead)
+            self._event(Kind.KERNEL_DIED, self._dead)
             cell.outputs.append(_error("CellTimeoutError", self._dead))
             return cell
         return result
+
+    # the tamper guard (psml.grading.guard) -------------------------------------------------
+    async def _silent(self, code: str = "", expr: str | None = None) -> dict:
+        """Run code in the kernel without a cell; the reply content (user_expressions)."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False,
+                                 user_expressions={"r": expr} if expr else None)
+        reply = await self.async_wait_for_reply(msg_id)
+        return (reply or {}).get("content", {})
+
+    async def _guard_setup(self) -> None:
+        self._guard = guard.new_key()
+        await self._silent(guard.setup_code(self._guard))
+
+    async def _guard_record(self, source: str) -> None:
+        from psml.course import defined_names
+
+        names = defined_names(source)
+        if names:
+            await self._silent(expr=guard.record_call(self._guard, names))
+
+    async def _guard_restore(self, gid: str) -> None:
+        reply = await self._silent(expr=guard.restore_call(self._guard))
+        if not reply:  # no answer in time: the kernel is busy or dead, the cell will tell
+            return
+        r = reply.get("user_expressions", {}).get("r", {})
+        if r.get("status") != "ok":
+            self._event(Kind.FAKED_SUCCESS, f"the grader's guard was removed before test {gid} "
+                        f"({r.get('ename', reply.get('status'))}): the scores cannot be trusted")
+            return
+        import ast
+
+        changed = [c for c in ast.literal_eval(r["data"]["text/plain"])
+                   if c not in self._restored]
+        if changed:
+            self._restored.update(changed)
+            self._event(Kind.RESTORED, f"student code replaced {', '.join(changed[:8])}"
+                        + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+                        + f" (seen before test {gid}): put back, the tests ran on the originals")
 
     # nbclient binds its sync wrapper to its own coroutine: bind ours
     execute_cell = run_sync(async_execute_cell)
@@ -136,7 +184,7 @@ class LimitedExecute(Execute):
         try:
             await super().async_execute_cell(probe, len(self.nb.cells) - 1, None, False)
         except Exception as exc:  # a kernel that breaks on the probe is suspicious too
-            self._event("tampering", f"the error probe failed: {exc!r}")
+            self._event(Kind.FAKED_SUCCESS, f"the error probe failed: {exc!r}")
             return
         finally:
             del self.nb.cells[-1]
@@ -145,10 +193,10 @@ class LimitedExecute(Execute):
                     and "psml grading probe" in "".join(o.get("traceback", []))
                     for o in self._shown_errors)
         if status != "error":
-            self._event("tampering", "a failing statement was reported as passing: student "
+            self._event(Kind.FAKED_SUCCESS, "a failing statement was reported as passing: student "
                         "code changed how IPython reports errors")
         elif not shown:
-            self._event("tampering", "tracebacks are hidden: student code replaced IPython's "
+            self._event(Kind.HIDDEN_TRACEBACKS, "tracebacks are hidden: student code replaced IPython's "
                         "showtraceback (nbgrader still saw the errors)")
 
     probe = run_sync(_probe)
@@ -159,7 +207,7 @@ class LimitedExecute(Execute):
             if self._out_bytes + size > self.max_output_bytes:
                 if not self._truncated:
                     self._truncated = True
-                    self._event("output_truncated", f"output beyond "
+                    self._event(Kind.OUTPUT_TRUNCATED, f"output beyond "
                                 f"{self.max_output_bytes // 1024} kB was dropped")
                     outs.append(NotebookNode(
                         output_type="stream", name="stderr",
@@ -173,7 +221,7 @@ class LimitedExecute(Execute):
 def run_grading(assignment: str, student: str) -> int:
     """``nbgrader autograde`` then ``generate_feedback`` for one student, in one process (each
     nbgrader start costs seconds of imports). Run in the scratch course folder by
-    :mod:`psml.grading`. Exit 0: graded with feedback; 1: autograde failed; 2: no feedback."""
+    :mod:`psml.grading.runner`. Exit 0: graded with feedback; 1: autograde failed; 2: no feedback."""
     import sys
 
     from nbgrader.apps import NbGraderAPI

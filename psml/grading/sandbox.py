@@ -1,16 +1,14 @@
-"""Isolation and limits for running one student's notebook (used by :mod:`psml.grading`).
+"""The kernel launcher of ``psml grade``: isolation and limits for one student's notebook.
 
-Three pieces, each small:
-
-* :class:`Limits` and :class:`PsmlGrader` -- the limits, configurable in ``nbgrader_config.py``
-  (``c.PsmlGrader.memory_mb = 4096``) and on the ``psml grade`` command line.
-* ``python -m psml.sandbox SPEC -f CONNECTION_FILE`` -- the kernel launcher. nbgrader starts it
-  as the kernel (a kernelspec ``psml-sandbox`` written into each scratch course). As root it
-  puts the kernel into its own mount and network namespaces (only loopback), covers the course's
-  secrets (``solutions/``, ``gradebook.db``, other submissions) and ``/tmp`` with empty
-  file systems, sets resource limits, and drops to a uid used by nobody else. Without root it
-  applies the resource limits only (see docs/grading.md for what applies where).
-* :mod:`psml.grading_execute` -- the grader-side half (notebook deadline, output cap, ...).
+``python -m psml.grading.sandbox SPEC -f CONNECTION_FILE`` -- nbgrader starts it as the kernel
+(a kernelspec ``psml-sandbox`` written into each scratch course). As root it puts the kernel
+into its own mount and network namespaces (only loopback) and an *allow-list* root: a fresh
+file system that holds the system (``/usr``, ``/etc``, ...) and the course environment (the
+Python and psml it runs) read-only, the submission's own run folder read-write, empty
+``/tmp``, ``/var/tmp`` and ``/dev/shm``, and nothing else of the machine (no other checkouts,
+homes, courses, no gradebook, no notebook with hidden tests). Then it sets resource limits and
+drops to a uid used by nobody else. Without root it applies the resource limits only (see
+docs/grading.md for what applies where). The limits themselves: :mod:`psml.grading.limits`.
 """
 
 from __future__ import annotations
@@ -19,92 +17,32 @@ import ctypes
 import json
 import os
 import resource
-import signal
+import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 
-from traitlets import Bool, Integer
-from traitlets.config import Configurable
+from psml.grading.limits import can_isolate
 
-# --------------------------------------------------------------------------------------------
-# limits
-
-
-@dataclass
-class Limits:
-    """Per-submission limits. ``0`` switches a limit off."""
-
-    cell_timeout: int = 120       # s of wall time per cell (nbgrader's Execute.timeout)
-    notebook_timeout: int = 600   # s of wall time per notebook (cells after that are skipped)
-    memory_mb: int = 4096         # address space of each kernel process (RLIMIT_AS)
-    cpu_s: int = 900              # CPU seconds of each kernel process (RLIMIT_CPU)
-    max_procs: int = 256          # processes+threads of the submission (RLIMIT_NPROC, own uid)
-    output_kb: int = 1024         # output kept per notebook; the rest is dropped with a note
-    file_mb: int = 256            # largest file the kernel may write (RLIMIT_FSIZE)
-    network: bool = False         # False: own network namespace with loopback only (root)
-
-    def for_nbgrader_process(self) -> float:
-        """Hard wall limit for a whole ``nbgrader autograde`` run of one notebook."""
-        return (self.notebook_timeout or 3600) + 2 * (self.cell_timeout or 60) + 60
+#: the system, visible read-only to every graded kernel
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
-class PsmlGrader(Configurable):
-    """``psml grade`` settings read from the course's nbgrader_config.py (``c.PsmlGrader.*``)."""
+def runtime_paths() -> list[str]:
+    """The course environment a kernel needs: this Python (venv and base) and psml."""
+    import psml
 
-    workers = Integer(2, help="submissions graded at the same time").tag(config=True)
-    cell_timeout = Integer(Limits.cell_timeout, help="s per cell").tag(config=True)
-    notebook_timeout = Integer(Limits.notebook_timeout, help="s per notebook").tag(config=True)
-    memory_mb = Integer(Limits.memory_mb, help="address space per kernel (MB)").tag(config=True)
-    cpu_s = Integer(Limits.cpu_s, help="CPU seconds per kernel process").tag(config=True)
-    max_procs = Integer(Limits.max_procs, help="processes/threads per submission").tag(
-        config=True)
-    output_kb = Integer(Limits.output_kb, help="output kept per notebook (kB)").tag(config=True)
-    file_mb = Integer(Limits.file_mb, help="largest file a kernel may write (MB)").tag(
-        config=True)
-    network = Bool(Limits.network, help="allow network access from student code").tag(
-        config=True)
-    sandbox = Bool(True, help="isolate kernels (namespaces + own uid) when running as root").tag(
-        config=True)
-    uid_base = Integer(3_100_000, help="first of the uids kernels run as (unused by anyone)").tag(
-        config=True)
-    quick = Bool(True, help="set PSML_QUICK=1 for graded kernels").tag(config=True)
-
-    def limits(self, **override) -> Limits:
-        values = {f.name: getattr(self, f.name) for f in fields(Limits)}
-        values.update({k: v for k, v in override.items() if v is not None})
-        return Limits(**values)
-
-
-def load_grader_config(course: Path, **override) -> PsmlGrader:
-    """The course's ``c.PsmlGrader`` settings, with command-line overrides on top."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    cfg_file = course / "nbgrader_config.py"
-    config = PyFileConfigLoader(cfg_file.name, str(course)).load_config() \
-        if cfg_file.is_file() else None
-    grader = PsmlGrader(config=config)
-    for k, v in override.items():
-        if v is not None:
-            setattr(grader, k, v)
-    return grader
-
-
-#: grader-side events (JSON lines) of one submission: see psml.grading_execute
-EVENTS_ENV = "PSML_GRADE_EVENTS"
-
-
-def can_isolate() -> bool:
-    """Namespaces and a foreign uid need root (CAP_SYS_ADMIN, CAP_SETUID) on Linux."""
-    return sys.platform.startswith("linux") and os.geteuid() == 0
+    paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+             str(Path(psml.__file__).resolve().parent)}
+    return sorted(p for p in paths if p)
 
 
 # --------------------------------------------------------------------------------------------
-# kernel launcher (runs as the kernel process: python -m psml.sandbox SPEC -f CONNECTION_FILE)
+# kernel launcher (runs as the kernel: python -m psml.grading.sandbox SPEC -f CONNECTION)
 
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 32, 4096, 16384, 1 << 18)
 
 
 def _libc():
@@ -138,30 +76,51 @@ def _loopback_up() -> None:
         s.close()
 
 
+def _place(libc, new: str, src: str, read_only: bool) -> None:
+    """Make ``src`` visible at the same path under the new root ``new``."""
+    target = new + os.path.abspath(src)
+    if os.path.islink(src):  # /lib -> usr/lib: the link, and what it points to
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.symlink(os.readlink(src), target)
+        _place(libc, new, os.path.realpath(src), read_only)
+        return
+    if not os.path.exists(src):
+        return
+    if os.path.isdir(src):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    _mount(libc, src, target, None, MS_BIND | MS_REC)
+    if read_only:
+        _mount(libc, None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
+
+
 def _isolate(spec: dict) -> None:
-    """As root: own mount + network namespace; empty file systems over secrets and /tmp."""
+    """As root: own mount + network namespace, then chroot into an allow-list root."""
     libc = _libc()
     flags = CLONE_NEWNS | (0 if spec["limits"]["network"] else CLONE_NEWNET)
     _check(libc.unshare(flags), "unshare")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     if not spec["limits"]["network"]:
         _loopback_up()
-    # Keep what the kernel needs from under the paths we cover: open them first, cover,
-    # then bind the open directories back at their old paths.
-    keep = {p: os.open(p, os.O_PATH) for p in spec["keep"]}
-    for p in spec["hide"]:
-        if os.path.isdir(p):
-            _mount(libc, "tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-        elif os.path.isfile(p):
-            _mount(libc, "/dev/null", p, None, MS_BIND)
-    for p in spec["tmpfs"]:
-        if os.path.isdir(p):
-            _mount(libc, "tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV,
-                   f"size={max(spec['limits']['file_mb'], 16)}m,mode=1777")
-    for p, fd in keep.items():
-        os.makedirs(p, exist_ok=True)
-        _mount(libc, f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
-        os.close(fd)
+    new = spec["root"]
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
+    tmp = f"size={max(spec['limits']['file_mb'], 16)}m,mode=1777"
+    for p in ("/tmp", "/var/tmp"):  # first: a run folder under /tmp is bound on top
+        os.makedirs(new + p, exist_ok=True)
+        _mount(libc, "tmpfs", new + p, "tmpfs", MS_NOSUID | MS_NODEV, tmp)
+    _place(libc, new, "/dev", False)
+    _mount(libc, "tmpfs", new + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmp)
+    _place(libc, new, "/proc", False)  # other users' /proc/PID/{cwd,root,fd} stay closed
+    _place(libc, new, "/sys", True)
+    for p in sorted(spec["ro"], key=len):
+        _place(libc, new, p, True)
+    for p in sorted(spec["rw"], key=len):
+        _place(libc, new, p, False)
+    os.chdir(new)
+    os.chroot(".")
 
 
 def _set_limits(limits: dict, nproc: bool) -> None:
@@ -181,7 +140,7 @@ def launch_kernel(spec_path: str, argv: list[str]) -> None:
     """Become the sandboxed kernel: isolate, limit, drop privileges, exec ipykernel."""
     spec = json.loads(Path(spec_path).read_text())
     if "-f" not in argv:
-        raise SystemExit("usage: python -m psml.sandbox SPEC -f CONNECTION_FILE")
+        raise SystemExit("usage: python -m psml.grading.sandbox SPEC -f CONNECTION_FILE")
     i = argv.index("-f")
     conn = argv[i + 1]
     run = Path(spec["run_dir"])
@@ -193,7 +152,6 @@ def launch_kernel(spec_path: str, argv: list[str]) -> None:
         os.chown(own, spec["uid"], spec["uid"])
         os.chmod(own, 0o600)
         argv = argv[:i + 1] + [str(own)] + argv[i + 2:]
-        os.chown(".", spec["uid"], spec["uid"])  # the notebook's folder: its own files go here
         _isolate(spec)
     log = os.open(run / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     if isolated:
@@ -208,7 +166,8 @@ def launch_kernel(spec_path: str, argv: list[str]) -> None:
         os.setgid(spec["uid"])
         os.setuid(spec["uid"])
     _set_limits(spec["limits"], nproc=isolated)
-    os.chdir(os.getcwd())
+    # Its own folder, not the autograded one: that holds the notebook with the hidden tests.
+    os.chdir(spec["cwd"])
     env = spec["env"]
     os.execve(spec["python"], [spec["python"], "-m", "ipykernel_launcher", *argv], env)
 
@@ -218,39 +177,33 @@ def launch_kernel(spec_path: str, argv: list[str]) -> None:
 
 
 def uid_processes(uid: int) -> list[int]:
-    """Pids of processes whose real uid is ``uid``."""
+    """Pids of live (not zombie) processes whose real uid is ``uid``."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                for line in (d / "status").read_text().splitlines():
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(d.name))
-                        break
+                status = dict(ln.split(":", 1) for ln in (d / "status").read_text().splitlines()
+                              if ":" in ln)
             except OSError:
-                pass
+                continue
+            if int(status["Uid"].split()[0]) == uid and not status["State"].strip().startswith(
+                    "Z"):
+                pids.append(int(d.name))
     return pids
 
 
 def kill_uid(uid: int, rounds: int = 50) -> int:
-    """Kill every process of ``uid`` (a fork bomb included): a child that becomes ``uid``
-    and sends SIGKILL to all it may signal, repeated until none is left. Returns how many
-    were seen at first."""
+    """Kill every process of ``uid`` (a fork bomb included): ``kill -KILL -1`` run as that uid
+    (only processes of the same uid can be signalled), repeated until none is left. Returns
+    how many were seen at first. Safe from worker threads: subprocess switches the uid in C
+    between its fork and exec, no Python runs in a forked copy of this process."""
     first = len(uid_processes(uid))
     for _ in range(rounds):
         if not uid_processes(uid):
             break
-        pid = os.fork()
-        if pid == 0:  # child: only processes of the same uid can be signalled after setuid
-            try:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-                os.kill(-1, signal.SIGKILL)
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
+        subprocess.run([sys.executable, "-c", "import os, signal; os.kill(-1, signal.SIGKILL)"],
+                       user=uid, group=uid, extra_groups=[], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         time.sleep(0.05)
     return first
 
@@ -258,7 +211,7 @@ def kill_uid(uid: int, rounds: int = 50) -> int:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        raise SystemExit("usage: python -m psml.sandbox SPEC -f CONNECTION_FILE")
+        raise SystemExit("usage: python -m psml.grading.sandbox SPEC -f CONNECTION_FILE")
     launch_kernel(argv[0], argv[1:])
 
 
