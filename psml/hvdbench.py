@@ -1,4 +1,5 @@
-"""Synthetic-data throughput benchmark for Horovod data-parallel training (images/s).
+"""Synthetic-data throughput benchmark for data-parallel training (images/s): Horovod (MPI or
+Gloo controller) and TensorFlow's own MultiWorkerMirroredStrategy, same model and batch.
 
 Each worker trains a Keras model on one fixed random batch (no input pipeline, so only
 compute and the gradient allreduce are measured), in the style of Horovod's own
@@ -6,11 +7,12 @@ compute and the gradient allreduce are measured), in the style of Horovod's own
 
     horovodrun -np 2 --gloo python -m psml.hvdbench --model cnn --batch-size 64
     python -m psml.hvdbench --model resnet50 --batch-size 32      # one worker, e.g. one GPU
+    python -m psml.hvdbench --native ...     # as a MultiWorkerMirroredStrategy worker (TF_CONFIG)
 
 or from Python (what notebooks and ``benchmarks/horovod.py`` do)::
 
     from psml.hvdbench import measure
-    r = measure(np=2, model="cnn", batch_size=64, iterations=20)
+    r = measure(np=2, model="cnn", batch_size=64, iterations=20)   # controller="gloo"|"mpi"|"native"
     r["img_per_sec_total"], r["img_per_sec_per_worker"]
 
 Timing is best-of-``repeats`` blocks of ``iterations`` steps each (other processes on a
@@ -28,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+CONTROLLERS = ("gloo", "mpi", "native")
 MODELS = {
     # name: (input shape, classes) - "mlp"/"cnn" are the MNIST models of unit 09
     "mlp": ((28, 28, 1), 10),
@@ -69,15 +72,7 @@ def worker(model: str = "cnn", batch_size: int = 64, iterations: int = 10, repea
     import horovod.tensorflow as hvd
 
     hvd.init()
-    if threads:  # must happen before TensorFlow creates its thread pools
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    gpus = tf.config.list_physical_devices("GPU")
-    for g in gpus:
-        tf.config.experimental.set_memory_growth(g, True)
-    if gpus:  # one GPU per worker: the local rank picks it
-        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
-
+    gpus = _setup_threads_and_gpus(tf, threads, hvd.local_rank())
     tf.keras.utils.set_random_seed(1234 + hvd.rank())
     net = build_model(model)
     shape, classes = MODELS[model]
@@ -87,7 +82,7 @@ def worker(model: str = "cnn", batch_size: int = 64, iterations: int = 10, repea
     y = tf.random.uniform((batch_size,), maxval=classes, dtype=tf.int64)
 
     @tf.function
-    def step(first: bool):
+    def step(first: bool = False):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, net(x, training=True))
         tape = hvd.DistributedGradientTape(tape)  # averages gradients over the workers
@@ -99,46 +94,118 @@ def worker(model: str = "cnn", batch_size: int = 64, iterations: int = 10, repea
         return loss
 
     step(True)
+    best = _timed_blocks(step, iterations, repeats, warmup)
+    # Every worker's best block; the slowest worker sets the pace of synchronous SGD.
+    slowest = float(hvd.allgather(tf.constant([best], tf.float64)).numpy().max())
+    if hvd.rank() != 0:
+        return None
+    return _result(model, hvd.size(), batch_size, iterations, repeats, threads, gpus,
+                   net.count_params(), slowest / iterations,
+                   "mpi" if hvd.mpi_enabled() else "gloo")
+
+
+def _setup_threads_and_gpus(tf, threads: int, local_rank: int) -> list:
+    """One worker's TensorFlow threads (before TF starts its pools) and its own GPU, if any."""
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    gpus = tf.config.list_physical_devices("GPU")
+    for g in gpus:
+        tf.config.experimental.set_memory_growth(g, True)
+    if gpus:  # one GPU per worker: the local rank picks it
+        tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+    return gpus
+
+
+def _timed_blocks(step, iterations: int, repeats: int, warmup: int) -> float:
+    """Seconds of the best of ``repeats`` blocks of ``iterations`` steps, after ``warmup``."""
     for _ in range(warmup):
-        step(False)
+        step()
     blocks = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(iterations):
-            loss = step(False)
-        loss.numpy()  # wait for the last step
+            loss = step()
+        float(getattr(loss, "values", [loss])[0])  # wait for the last step
         blocks.append(time.perf_counter() - t0)
-    # Every worker's best block; the slowest worker sets the pace of synchronous SGD.
-    mine = tf.constant([min(blocks)], tf.float64)
-    best = hvd.allgather(mine).numpy()
-    if hvd.rank() != 0:
-        return None
-    step_s = float(best.max()) / iterations
+    return min(blocks)
+
+
+def _result(model, size, batch_size, iterations, repeats, threads, gpus, params, step_s,
+            controller) -> dict:
     per_worker = batch_size / step_s
-    return {
-        "model": model, "np": hvd.size(), "batch_size": batch_size,
-        "iterations": iterations, "repeats": repeats, "threads": threads,
-        "device": "GPU" if gpus else "CPU", "params": int(net.count_params()),
-        "seconds_per_step": step_s,
-        "img_per_sec_per_worker": per_worker,
-        "img_per_sec_total": per_worker * hvd.size(),
-        "controller": "mpi" if hvd.mpi_enabled() else "gloo",
-    }
+    return {"model": model, "np": size, "batch_size": batch_size, "iterations": iterations,
+            "repeats": repeats, "threads": threads, "device": "GPU" if gpus else "CPU",
+            "params": int(params), "seconds_per_step": step_s,
+            "img_per_sec_per_worker": per_worker, "img_per_sec_total": per_worker * size,
+            "controller": controller}
+
+
+def native_worker(model: str = "cnn", batch_size: int = 64, iterations: int = 10,
+                  repeats: int = 3, warmup: int = 3, threads: int | None = None) -> dict | None:
+    """The benchmark as one worker of a ``tf.distribute.MultiWorkerMirroredStrategy`` (no
+    Horovod): ``TF_CONFIG`` from :func:`psml.tfdist.configure`. Same model, batch, optimizer
+    and timing as :func:`worker`; returns the result dict on worker 0, None elsewhere."""
+    threads = threads if threads is not None else int(os.environ.get("PSML_THREADS", "1") or 0)
+    import tensorflow as tf
+
+    from psml.tfdist import configure
+
+    config = configure() or {}
+    rank = int(config.get("task", {}).get("index", 0))
+    gpus = _setup_threads_and_gpus(tf, threads, 0)  # Slurm/launch give each worker its GPU
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    size = strategy.num_replicas_in_sync
+    tf.keras.utils.set_random_seed(1234)
+    shape, classes = MODELS[model]
+    with strategy.scope():  # variables mirrored; the chief's initial values everywhere
+        net = build_model(model)
+        opt = tf.keras.optimizers.SGD(0.01 * size)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction=tf.keras.losses.Reduction.NONE)
+    x = tf.random.uniform((batch_size, *shape))
+    y = tf.random.uniform((batch_size,), maxval=classes, dtype=tf.int64)
+
+    def replica_step():
+        with tf.GradientTape() as tape:
+            # mean over the global batch: the summed gradients are then the average
+            loss = tf.reduce_sum(loss_fn(y, net(x, training=True))) / (batch_size * size)
+        grads = tape.gradient(loss, net.trainable_variables)
+        opt.apply_gradients(zip(grads, net.trainable_variables))  # all-reduce inside
+        return loss
+
+    step = tf.function(lambda: strategy.run(replica_step))
+    best = _timed_blocks(step, iterations, repeats, warmup)
+    # Every worker's best block; the slowest sets the pace of synchronous SGD.
+    slowest = strategy.run(lambda: tf.constant([best], tf.float64))
+    slowest = float(tf.reduce_max(strategy.gather(slowest, axis=0)))
+    if rank != 0:
+        return None
+    return _result(model, size, batch_size, iterations, repeats, threads, gpus,
+                   net.count_params(), slowest / iterations, "native")
 
 
 def measure(np: int = 1, model: str = "cnn", batch_size: int = 64, iterations: int = 10,
             repeats: int = 3, warmup: int = 3, threads: int | None = 1,
             controller: str = "gloo", timeout: float = 600) -> dict:
-    """Launch the benchmark on ``np`` workers with ``horovodrun`` and return rank 0's dict
-    (see :func:`worker`), plus ``wall_s``: the launch's wall time including start-up."""
+    """Launch the benchmark on ``np`` workers and return worker 0's dict (see :func:`worker`),
+    plus ``wall_s``: the launch's wall time including start-up. ``controller``: ``"gloo"``
+    or ``"mpi"`` (Horovod, through ``horovodrun``), ``"native"`` (TensorFlow's
+    MultiWorkerMirroredStrategy, through :func:`psml.tfdist.launch`)."""
     from psml.hvdrun import horovodrun
+    from psml.tfdist import launch
 
+    if controller not in CONTROLLERS:
+        raise ValueError(f"controller must be one of {CONTROLLERS}, got {controller!r}")
     with tempfile.TemporaryDirectory(prefix="psml-hvdbench-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = ["python", "-m", "psml.hvdbench", "--model", model, "--batch-size", batch_size,
                "--iterations", iterations, "--repeats", repeats, "--warmup", warmup,
                "--json", out]
-        r = horovodrun(cmd, np=np, controller=controller, threads=threads, timeout=timeout)
+        if controller == "native":
+            r = launch([*cmd, "--native"], np=np, threads=threads, timeout=timeout)
+        else:
+            r = horovodrun(cmd, np=np, controller=controller, threads=threads, timeout=timeout)
         result = json.loads(out.read_text())
     result["wall_s"] = r.seconds
     return result
@@ -154,16 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="TensorFlow threads per worker (default: $PSML_THREADS or 1; 0 = TF's)")
     ap.add_argument("--json", type=Path, help="write rank 0's result here")
+    ap.add_argument("--native", action="store_true", help="run as a worker of TensorFlow's "
+                    "MultiWorkerMirroredStrategy (TF_CONFIG) instead of Horovod")
     a = ap.parse_args(argv)
     if min(a.batch_size, a.iterations, a.repeats) < 1 or a.warmup < 0:
         ap.error("batch size, iterations and repeats must be >= 1, warmup >= 0")
-    try:
-        import horovod.tensorflow  # noqa: F401
-    except ImportError:
-        print("error: Horovod is not installed: run `make lab` (tools/setup.sh builds it)",
-              file=sys.stderr)
-        return 2
-    r = worker(a.model, a.batch_size, a.iterations, a.repeats, a.warmup, a.threads)
+    if not a.native:
+        try:
+            import horovod.tensorflow  # noqa: F401
+        except ImportError:
+            print("error: Horovod is not installed: run `make lab` (tools/setup.sh builds it),"
+                  " or measure TensorFlow's own strategy with --native", file=sys.stderr)
+            return 2
+    run = native_worker if a.native else worker
+    r = run(a.model, a.batch_size, a.iterations, a.repeats, a.warmup, a.threads)
     if r is not None:
         print(f"{r['model']} on {r['np']} {r['device']} worker(s), batch {r['batch_size']}/worker: "
               f"{r['img_per_sec_per_worker']:.1f} img/s per worker, "

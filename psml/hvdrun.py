@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 from psml.errors import PsmlError
+from psml.workers import find_bin, launch_env, tail, worker_command  # noqa: F401 (launch_env: API)
 
 CONTROLLERS = ("gloo", "mpi")
 
@@ -44,46 +44,14 @@ class HorovodRunError(PsmlError, RuntimeError):
     """A Horovod launch failed; the message holds the command and the end of its output."""
 
 
-def _bin(name: str) -> str | None:
-    """``name`` from this interpreter's venv first (a kernel's PATH may lack it), then PATH."""
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else shutil.which(name)
-
-
 def horovodrun_path() -> str:
-    found = _bin("horovodrun")
+    found = find_bin("horovodrun")
     if not found:
         raise HorovodRunError(
             "horovodrun was not found: Horovod is not installed in this environment. "
             "Fix: run `make lab` (or tools/setup.sh), which builds it; on an HPC system "
             "`module load Horovod` if your site provides it.")
     return found
-
-
-def launch_env(env: Mapping[str, str] | None = None, threads: int | None = None) -> dict:
-    """The environment for Horovod workers: this one, plus what MPI/TF need to behave.
-
-    ``threads``: TensorFlow intra-/inter-op threads per worker (read by the course's
-    scripts and by :mod:`psml.hvdbench` from ``PSML_THREADS``; 1 = one core per worker).
-    """
-    out = dict(os.environ)
-    out["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), out.get("PATH", "")])
-    out.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    out.setdefault("PYTHONUNBUFFERED", "1")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        out.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    # More ranks than cores is fine for teaching (a laptop, a 2-core CI runner).
-    out.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
-    # Waiting MPI ranks yield the core instead of spinning: on a shared 2-core machine the
-    # MPI controller ran 2.8x slower without this (361 vs 1013 img/s, psml.hvdbench cnn).
-    out.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
-    if threads is not None:
-        out["PSML_THREADS"] = str(int(threads))
-        out["OMP_NUM_THREADS"] = str(int(threads))
-    if env:
-        out.update({k: str(v) for k, v in env.items()})
-    return out
 
 
 def horovodrun(command: Sequence[str], np: int = 2, controller: str = "gloo",
@@ -103,11 +71,7 @@ def horovodrun(command: Sequence[str], np: int = 2, controller: str = "gloo",
         raise ValueError(f"controller must be one of {CONTROLLERS}, got {controller!r}")
     if int(np) < 1:
         raise ValueError(f"np must be a positive number of workers, got {np!r}")
-    command = [str(c) for c in command]
-    if not command:
-        raise ValueError("command is empty: pass e.g. ['python', 'train.py']")
-    if command[0] in ("python", "python3"):
-        command[0] = sys.executable
+    command = worker_command(command)
     horovodrun_path()  # a clear error when Horovod is missing
     # horovodrun's code, minus its build check (a TensorFlow import per launch: psml._hvdlaunch)
     cmd = [sys.executable, "-m", "psml._hvdlaunch", "-np", str(int(np)), f"--{controller}"]
@@ -121,7 +85,7 @@ def horovodrun(command: Sequence[str], np: int = 2, controller: str = "gloo",
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         raise HorovodRunError(f"{' '.join(cmd)} ran past {timeout} s and was stopped. "
-                              f"Last output:\n{_tail(out)}") from None
+                              f"Last output:\n{tail(out)}") from None
     r.seconds = time.perf_counter() - t0
     if echo:
         print(r.stdout, end="")
@@ -132,12 +96,8 @@ def horovodrun(command: Sequence[str], np: int = 2, controller: str = "gloo",
         elif "not built with" in r.stdout.lower():
             hint = "\nFix: this Horovod lacks that controller: `horovodrun --check-build`"
         raise HorovodRunError(f"{' '.join(cmd)} failed with exit code {r.returncode}. "
-                              f"Last output:\n{_tail(r.stdout)}{hint}")
+                              f"Last output:\n{tail(r.stdout)}{hint}")
     return r
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def check_build() -> dict[str, list[str]]:
@@ -149,7 +109,7 @@ def check_build() -> dict[str, list[str]]:
     r = subprocess.run([horovodrun_path(), "--check-build"], capture_output=True, text=True,
                        env=launch_env(), timeout=120)
     if r.returncode != 0:
-        raise HorovodRunError(f"horovodrun --check-build failed:\n{_tail(r.stdout + r.stderr)}")
+        raise HorovodRunError(f"horovodrun --check-build failed:\n{tail(r.stdout + r.stderr)}")
     return parse_check_build(r.stdout)
 
 
