@@ -82,11 +82,28 @@ def cost_balanced_bounds(X: np.ndarray, eps: float, size: int) -> np.ndarray:
     """Slab edges along x, on eps-cell column borders, so that every rank gets about the same
     HPDBSCAN cost (:func:`cell_costs`); same format as :func:`uniform_bounds`."""
     costs = cell_costs(X, eps)
-    cum = np.cumsum(costs)
-    cuts = [int(np.searchsorted(cum, cum[-1] * r / size)) + 1 for r in range(1, size)]
-    cuts = np.maximum.accumulate(np.minimum(cuts, len(costs)))
+    # The smallest possible cost of the most loaded rank (contiguous columns): binary search
+    # over that bound, packing columns greedily from the left.
+    lo, hi = float(costs.max()), float(costs.sum())
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if len(_pack(costs, mid)) <= size - 1 else (mid, hi)
+    cuts = _pack(costs, hi)
+    cuts += [len(costs)] * (size - 1 - len(cuts))      # ranks left over own empty slabs
     x0 = float(X[:, 0].min())
     return _with_open_ends([x0 + c * eps for c in cuts])
+
+
+def _pack(costs: np.ndarray, limit: float) -> list[int]:
+    """Column indices where a new slab starts when each slab takes columns until the next
+    one would push it over ``limit``."""
+    cuts, load = [], 0.0
+    for c, cost in enumerate(costs):
+        if load + cost > limit and load > 0:
+            cuts.append(c)
+            load = 0.0
+        load += cost
+    return cuts
 
 
 def rank_costs(X: np.ndarray, eps: float, bounds: np.ndarray) -> np.ndarray:
