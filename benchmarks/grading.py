@@ -1,16 +1,21 @@
-"""Time to grade a class: ``psml grade`` with 1 and 2 workers vs plain ``nbgrader autograde``.
+"""Time to grade a class: ``psml grade`` with 1 and 2 workers, and with 2 workers while a CPU
+hog keeps every core busy, vs plain ``nbgrader autograde``.
 
 30 submissions of one assignment (PSML_GRADING_N to change), a mix of good and bad ones from
-tests/grading_corpus.py (good, untouched, exceptions, moved/duplicated cells, noise, ...; the
-slow cases -- infinite loop, fork bomb -- are left out so the three runs compare like with
-like). Plain nbgrader gets the same notebooks in one ``nbgrader autograde`` call. Peak memory:
+tests/grading_corpus.py (good, untouched, exceptions, restructured cells, noise, pasted cells,
+monkeypatching, ...; the slow cases -- fork bomb, memory hog -- are left out so the runs
+compare like with like). The three ``psml grade`` runs must give every submission the same
+score: neither parallelism nor a loaded machine may change a grade (01 has a graded speed
+test). Plain nbgrader gets the same notebooks in one ``nbgrader autograde`` call. Peak memory:
 the largest resident set of one grading worker (nbgrader + kernel, sampled every 0.2 s).
-Writes results/grading.json.
+Writes results/grading.json; exits 1 if the scores differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -29,12 +34,12 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 
 from grading_corpus import make_corpus  # noqa: E402
 
-from psml import grading, sandbox  # noqa: E402
-from psml.course import assignments  # noqa: E402
+from psml import grading  # noqa: E402
+from psml.course import assignments, tool_env  # noqa: E402
 
 N = int(os.environ.get("PSML_GRADING_N", "30"))
-MIX = ["good", "untouched", "solution_exception", "deleted_cells", "duplicated_cells",
-       "moved_cells", "stderr_noise", "wrong_kernelspec", "edited_tests", "corrupt_json"]
+MIX = ["good", "untouched", "solution_exception", "restructured", "noisy", "wrong_kernelspec",
+       "edited_tests", "corrupt_json", "pasted_cells", "monkeypatch"]
 
 
 def _course(tmp: Path, assignment: str) -> Path:
@@ -93,28 +98,63 @@ class PeakRSS:
         self._t.join()
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
+class CpuHog:
+    """One busy process per core for the duration of a ``with`` block."""
+
+    def __enter__(self):
+        self.procs = [multiprocessing.Process(target=_spin, daemon=True)
+                      for _ in range(os.cpu_count() or 1)]
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+            p.join()
+
+
 def main() -> int:
     names = assignments(ROOT)
     assignment = "01-numpy-vectorization" if "01-numpy-vectorization" in names else names[0]
     out = {"assignment": assignment, "submissions": N, "mix": MIX, "cpus": os.cpu_count(),
-           "isolated": sandbox.can_isolate(), "runs": {}}
-    limits = sandbox.Limits(cell_timeout=60, notebook_timeout=300)
-    for workers in (1, 2):
+           "isolated": grading.can_isolate(), "runs": {},
+           "note": "a shared 2-core machine: other jobs ran at the same time (load varies), "
+                   "so the seconds are an upper bound; the scores are what must not change"}
+    limits = grading.Limits(cell_timeout=60, notebook_timeout=300)
+    scores = {}
+    for name, workers, hog in (("psml_grade_1_workers", 1, False),
+                               ("psml_grade_2_workers", 2, False),
+                               ("psml_grade_2_workers_cpu_hog", 2, True)):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             course = grading.Course.load(_course(tmp, assignment))
             _class(course.root, assignment, tmp / "inbox")
             subs = grading.collect(course, assignment, tmp / "inbox")
             t0 = time.perf_counter()
-            with PeakRSS() as mem:
+            with PeakRSS() as mem, (CpuHog() if hog else contextlib.nullcontext()):
                 res = grading.grade_batch(course, assignment, subs, limits, workers=workers,
                                           progress=False)
-            out["runs"][f"psml_grade_{workers}_workers"] = {
+            scores[name] = {r.student: r.score for r in res}
+            out["runs"][name] = {
                 "seconds": round(time.perf_counter() - t0, 1),
                 "peak_rss_per_worker_mb": round(mem.peak_mb, 1),
                 "graded": sum(r.status == "graded" for r in res),
-                "failed": sum(r.status == "failed" for r in res)}
-            print(workers, out["runs"][f"psml_grade_{workers}_workers"], flush=True)
+                "flagged": sum(r.status == "flagged" for r in res),
+                "failed": sum(r.status == "failed" for r in res),
+                "total_score": sum(scores[name].values())}
+            if hog:
+                out["runs"][name]["note"] = f"{os.cpu_count()} busy processes (one per core)"
+            print(name, out["runs"][name], flush=True)
+    first = next(iter(scores.values()))
+    out["same_scores"] = all(s == first for s in scores.values())
+    out["score_differences"] = sorted({st for s in scores.values() for st in s
+                                       if s[st] != first.get(st)})
     with tempfile.TemporaryDirectory() as tmp:  # plain nbgrader, same class
         tmp = Path(tmp)
         course = _course(tmp, assignment)
@@ -122,7 +162,7 @@ def main() -> int:
         shutil.copytree(tmp / "inbox", course / "submitted_raw")
         for d in sorted((course / "submitted_raw").iterdir()):
             shutil.copytree(d / assignment, course / "submitted" / d.name / assignment)
-        env = grading.tool_env()
+        env = tool_env()
         subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment,
                         "--force", f"--CourseDirectory.release_directory={tmp / 'rel'}"],
                        cwd=course, env=env, capture_output=True, check=True)
@@ -163,7 +203,8 @@ def main() -> int:
     (ROOT / "results").mkdir(exist_ok=True)
     (ROOT / "results" / "grading.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
-    return 0
+    return 0 if out["same_scores"] else 1
+
 
 
 if __name__ == "__main__":
