@@ -7,7 +7,7 @@ export PSML_VENV := $(abspath $(VENV))
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: lab test setup setup-test build lock doctor bench clean help
+.PHONY: lab test setup setup-test build lock doctor site bench clean help
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -36,6 +36,9 @@ lock:            ## re-resolve pyproject.toml's ranges into requirements.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
 	python3 tools/envfile.py
+
+site: setup      ## build the course site (lectures with outputs, exercises, guides) into book/_build/html
+	$(PY) book/make_site.py
 
 bench: setup     ## run the benchmarks; each writes its figures to results/
 	@mkdir -p results; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
