@@ -105,6 +105,9 @@ MinJobAge=300
 KillWait=5
 SlurmdTimeout=60
 InactiveLimit=0
+# The node as configured, not as detected: "start DIR CPUS" may offer more CPUs than the
+# machine has (many small jobs sharing a node: benchmarks/hub_slurm.py).
+SlurmdParameters=config_overrides
 # RealMemory: most of the machine's, so jobs may ask for --mem (memory is not consumable here).
 NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
