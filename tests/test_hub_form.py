@@ -180,3 +180,43 @@ def test_job_script_asks_for_what_the_form_chose_and_loads_the_course_module(hub
     r = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
     assert r.returncode == 0, f"the job script is not valid bash: {r.stderr}"
     assert jobscript.log_path("/home/alice/", "42") == "/home/alice/.psml-jupyter-42.log"
+
+
+# --- the hub config (psml.hub.config → psml.hub.slurm.configure) --------------------------
+
+def test_generated_hub_config_selects_the_slurm_spawner():
+    from psml.hub.config import build_config, load_settings, render
+    from psml.hub.slurm import PsmlSlurmSpawner, job_announcement
+
+    s = load_settings("jsc-like")
+    c = build_config(s, ["instructor1"], ["student1"])
+    assert c.JupyterHub.spawner_class is PsmlSlurmSpawner
+    assert c.PsmlSlurmSpawner.slurm["reservation"] == "${PSML_RESERVATION:-}", \
+        "placeholders are filled at spawn time, from the hub's environment"
+    assert c.PsmlSlurmSpawner.req_memory == s.mem_limit, "the hub's mem_limit becomes --mem"
+    assert c.PsmlSlurmSpawner.start_timeout > 300, "longer than the profile's queue_timeout"
+    assert c.JupyterHub.template_vars["announcement_home"] is job_announcement
+    text = render(c, s)
+    assert "from psml.hub.slurm import PsmlSlurmSpawner" in text
+    compile(text, "jupyterhub_config.py", "exec")
+
+
+def test_slurm_spawner_without_a_slurm_table_is_refused(tmp_path):
+    from psml.hub.config import build_config, load_settings
+
+    site = tmp_path / "noslurm.toml"
+    site.write_text('environment = "/opt/venv"\n[variants.cpu]\n[hub]\nspawner = "slurm"\n')
+    with pytest.raises(kernels.ProfileError, match=r"needs a \[hub.slurm\] table"):
+        build_config(load_settings(str(site)), [], ["s1"])
+
+
+def test_remaining_time_in_words():
+    from datetime import datetime
+
+    from psml.hub.slurm import PsmlSlurmSpawner
+
+    sp = PsmlSlurmSpawner(job_id="4711", job_end="2026-12-01T16:30:00")
+    words = sp.remaining(now=datetime(2026, 12, 1, 15, 17, 30))
+    assert "Slurm job 4711 until 16:30" in words and "(1 h 12 min left)" in words, words
+    assert "without a time limit" in PsmlSlurmSpawner(job_id="1", job_end="Unknown").remaining()
+    assert PsmlSlurmSpawner().remaining() == "", "no job, no announcement"

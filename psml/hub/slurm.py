@@ -338,7 +338,9 @@ def configure(c, s) -> None:
     if not raw:
         raise ProfileError(f"site profile {s.site!r}: spawner = \"slurm\" needs a [hub.slurm] "
                            "table (partitions, reservation, ...): see docs/hpc-deployment.md")
-    site = settings(raw, f"site profile {s.site!r}")   # fail now, not at the first spawn
+    # Checked now, not at the first spawn; ${NAME}s are filled from the environment of the
+    # hub process at spawn time (the config may be generated elsewhere).
+    site = parse_slurm(raw, f"site profile {s.site!r}")
     c.JupyterHub.spawner_class = PsmlSlurmSpawner
     c.PsmlSlurmSpawner.slurm = raw
     c.PsmlSlurmSpawner.req_memory = str(s.mem_limit)
