@@ -4,6 +4,7 @@ non-editable and readable by every user, and the student bundle holds no solutio
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -130,7 +131,8 @@ def test_course_env_is_non_editable_and_readable_by_students():
     assert not bad, f"not readable by all, or writable by others: {bad[:5]}"
     probe = ("import psml, horovod, psml.resources as r; from psml.cluster import job_script;"
              "print(psml.__file__, horovod.__version__, job_script('mpi'))")
-    r = subprocess.run(["runuser", "-u", "nobody", "--", str(prefix / "bin/python"), "-c", probe],
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"     # util-linux
+    r = subprocess.run([runuser, "-u", "nobody", "--", str(prefix / "bin/python"), "-c", probe],
                        cwd="/", capture_output=True, text=True, env={"PATH": os.defpath})
     assert r.returncode == 0, r.stderr
     file, hvd, mpi = r.stdout.split()

@@ -90,17 +90,17 @@ build_horovod_wheel() {
   command -v g++ >/dev/null || die "Horovod needs a C++ compiler: apt-get install g++ (or module load GCC)"
   command -v mpicxx >/dev/null || die "Horovod's MPI controller needs MPI headers: apt-get install libopenmpi-dev (or module load your MPI)"
   [ "${PSML_HOROVOD_GPU:-0}" = 1 ] && gpu_flags=(HOROVOD_GPU_OPERATIONS=NCCL)
-  mkdir -p "$1"; rm -rf "$1.tmp"
-  say "building the Horovod $HOROVOD_VERSION wheel (TensorFlow + MPI + Gloo; ~3-10 min, once; log: $log)"
+  local tmp="$1/tmp.$$"
+  say "building the Horovod $HOROVOD_VERSION wheel (TensorFlow + MPI + Gloo; once: ~5 min on 8 cores, up to 30 on 2 busy ones; log: $log)"
   if ! env "${gpu_flags[@]}" HOROVOD_CMAKE="$cmake_bin" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
        HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
        HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS="-j$(nproc)" \
        "$PY" -m pip wheel --disable-pip-version-check --no-cache-dir --no-build-isolation \
-         --no-deps -v -w "$1.tmp" "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
+         --no-deps -v -w "$tmp" "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
     tail -n 25 "$log" >&2
     die "the Horovod build failed; the full log is $log (look for the first 'error:'). Common fixes: apt-get install cmake g++ libopenmpi-dev; PSML_SKIP_HOROVOD=1 tools/setup.sh to continue without unit 09."
   fi
-  mv "$1.tmp"/horovod-*.whl "$1"/ && rm -rf "$1.tmp"  # the folder never holds a half wheel
+  mv "$tmp"/horovod-*.whl "$1"/ && rm -rf "$tmp"  # the folder never holds a half wheel
   say "Horovod wheel built in $((SECONDS - t0)) s"
 }
 # Importing horovod.tensorflow loads TensorFlow (seconds): check only when the pins changed.
@@ -108,13 +108,40 @@ hvd_stamp="$VENV/.psml-horovod"
 hvd_want="$HOROVOD_VERSION gpu=${PSML_HOROVOD_GPU:-0} $want"
 if [ "${PSML_SKIP_HOROVOD:-0}" != 1 ]; then
   hvd_wheel="$(horovod_wheel_dir)"
-  ls "$hvd_wheel"/horovod-*.whl >/dev/null 2>&1 || build_horovod_wheel "$hvd_wheel"
+  if ! ls "$hvd_wheel"/horovod-*.whl >/dev/null 2>&1; then
+    mkdir -p "$hvd_wheel"
+    # One build at a time (two checkouts' setups, CI jobs sharing PSML_WHEELS): the others
+    # wait for it and then use its wheel.
+    if command -v flock >/dev/null; then
+      ( flock 9; ls "$hvd_wheel"/horovod-*.whl >/dev/null 2>&1 || build_horovod_wheel "$hvd_wheel" ) \
+        9>"$hvd_wheel/.lock"
+    else
+      build_horovod_wheel "$hvd_wheel"
+    fi
+  fi
   if [ "$(cat "$hvd_stamp" 2>/dev/null)" != "$hvd_want" ] && ! horovod_ok; then
     "$VENV/bin/uv" pip install -q --python "$PY" --no-deps --reinstall "$hvd_wheel"/horovod-*.whl
     horovod_ok || die "Horovod $HOROVOD_VERSION installed from $hvd_wheel but 'import horovod.tensorflow' fails: see $hvd_wheel/build.log; delete $hvd_wheel to rebuild it"
     say "Horovod $HOROVOD_VERSION installed from $hvd_wheel"
   fi
   echo "$hvd_want" > "$hvd_stamp"
+fi
+
+# --- 3c. The hub's proxy (psml hub): configurable-http-proxy from npm, pinned -----------
+# tools/hub/package.json + package-lock.json pin it; `npm ci` installs exactly that into .hub/
+# (ignored by git), re-run only when the lock changed. Never a global install.
+if [ "${PSML_SETUP_TEST:-0}" = 1 ] || [ "${PSML_SETUP_HUB:-0}" = 1 ]; then
+  hub_stamp="$ROOT/.hub/.psml-installed"
+  hub_want="$(sha256sum "$ROOT/tools/hub/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$hub_stamp" 2>/dev/null)" != "$hub_want" ]; then
+    command -v npm >/dev/null || die "the hub's proxy needs Node.js and npm: apt-get install nodejs npm"
+    say "installing configurable-http-proxy (npm, tools/hub/package-lock.json) into .hub/"
+    mkdir -p "$ROOT/.hub"
+    cp "$ROOT/tools/hub/package.json" "$ROOT/tools/hub/package-lock.json" "$ROOT/.hub/"
+    (cd "$ROOT/.hub" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm ci in .hub/ failed: check that registry.npmjs.org is reachable (or set npm's registry)"
+    echo "$hub_want" > "$hub_stamp"
+  fi
 fi
 
 # --- 4. The course kernel, inside the venv (found by this venv's Jupyter) ---------------
