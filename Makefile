@@ -19,6 +19,11 @@ lab: setup       ## create everything needed, then open the course in JupyterLab
 test: setup-test ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+hub:             ## instructors: a class on a JupyterHub here (HUB_ARGS="--roster class.csv", docs/workshop.md)
+	@PSML_SETUP_HUB=1 tools/setup.sh
+	@$(PY) -m psml build --if-stale
+	$(PY) -m psml hub start $(HUB_ARGS)
+
 setup:           ## system packages, .venv with the pinned packages, the course kernel
 	@tools/setup.sh
 

@@ -2,6 +2,7 @@
 # Create or update everything the course needs. Idempotent: a second run takes seconds.
 #   tools/setup.sh          system packages + .venv + pinned Python packages + course kernel
 #   PSML_SETUP_TEST=1 ...   also what only the test suite needs
+#   PSML_SETUP_HUB=1 ...    also the workshop hub's parts (make hub): Node, the proxy, chromium
 # Environment: PSML_VENV (default .venv), PSML_PYTHON (a Python 3.11 interpreter).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +15,12 @@ SYSTEM_PACKAGES=(openmpi-bin libopenmpi-dev)          # MPI for mpi4py, ipyparal
 SYSTEM_PACKAGES+=(cmake g++)                          # Horovod's build (step 3b)
 TEST_PACKAGES=(slurm-wlm munge)                        # units add theirs; Slurm: tests/slurm_cluster.py
 TEST_PACKAGES+=(lmod)                                  # tests/test_kernels.py: real Lmod
+# The workshop hub (psml hub, make hub) and its browser tests: Node for the proxy (step 3c),
+# Debian's chromium for Playwright (its own browser download does not work offline).
+HUB_PACKAGES=(chromium fonts-liberation)
+command -v npm >/dev/null || HUB_PACKAGES+=(nodejs npm)  # keep a Node that is there already
 [ "${PSML_SETUP_TEST:-0}" = 1 ] && SYSTEM_PACKAGES+=("${TEST_PACKAGES[@]}")
+[ "${PSML_SETUP_TEST:-0}" = 1 ] || [ "${PSML_SETUP_HUB:-0}" = 1 ] && SYSTEM_PACKAGES+=("${HUB_PACKAGES[@]}")
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${SYSTEM_PACKAGES[@]}"; do

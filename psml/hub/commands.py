@@ -165,6 +165,8 @@ def _nbgrader_step(step: str):
         s = server.saved_settings(args.state)
         if step == "release":
             out = exchange.release(s, owner(s), args.assignment, force=args.force)
+        elif step == "release_feedback":
+            out = exchange.release_feedback(s, owner(s), args.assignment)
         else:
             out = exchange.course_nbgrader(s, owner(s), step, args.assignment)
         print(out.strip()[-2000:])

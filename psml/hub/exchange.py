@@ -30,8 +30,9 @@ from psml.course import RELEASE, SOURCE, release_problems, tool_env
 from psml.hub.config import HubError, HubSettings, page_config, server_config
 
 COURSE_DIR_MODE = 0o2750  # group = instructors, others nothing (setgid keeps the group)
-# Top-level entries of the checkout that students' servers may need (no solution in them).
-CHECKOUT_KEEP = ("psml", "modules", "jobs", "kernels")
+# Top-level entries of the checkout that students may read: what their servers (and other
+# tools running as other users, e.g. the grading sandbox) run from; no solution in them.
+CHECKOUT_KEEP = ("psml", "modules", "jobs", "kernels", ".venv")
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -86,8 +87,11 @@ def write_jupyter_config(s: HubSettings, role: str) -> Path:
              "c = get_config()  # noqa: F821",
              f"c.CourseDirectory.course_id = {s.course_id!r}",
              f"c.Exchange.root = {str(s.exchange_dir)!r}"]
-    if role == "instructor":  # the formgrader works on the shared course directory
-        lines.append(f"c.CourseDirectory.root = {str(s.course_dir)!r}")
+    if role == "instructor":
+        # The formgrader wants the course inside the server's root (the home): ~/course is
+        # the link to the shared course directory that link_course_for() makes.
+        lines += ["import os",
+                  f"c.CourseDirectory.root = os.path.expanduser('~/course')  # -> {s.course_dir}"]
     _write(d / "nbgrader_config.py", "\n".join(lines) + "\n")
     _write(d / "jupyter_server_config.json", json.dumps(server_config(role), indent=1))
     _write(d / "labconfig" / "page_config.json", json.dumps(page_config(role), indent=1))
@@ -168,6 +172,18 @@ def release(s: HubSettings, owner: str, assignment: str, force: bool = False) ->
                        + "\nrun `make build`, check exercises/, then release again")
     return course_nbgrader(s, owner, "release_assignment", assignment,
                            *(["--force"] if force else []))
+
+
+def release_feedback(s: HubSettings, owner: str, assignment: str) -> str:
+    """``nbgrader release_feedback``. It needs ``timestamp.txt`` and
+    ``submission_secret.txt`` beside the feedback, which ``psml grade`` does not copy (yet):
+    taken from ``autograded/``."""
+    for fb in sorted((s.course_dir / "feedback").glob(f"*/{assignment}")):
+        graded = s.course_dir / "autograded" / fb.parent.name / assignment
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            if not (fb / name).exists() and (graded / name).exists():
+                shutil.copy(graded / name, fb / name)
+    return course_nbgrader(s, owner, "release_feedback", assignment)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,198 @@
+"""The workshop hub that `psml hub start` runs: logins, the nbgrader exchange between real
+users, what a student can and cannot read, and failures that must say what happened.
+
+Through the hub's REST API and each user's own token (the browser round trip is in
+test_hub_browser.py). One hub for the session (tests/hub_session.py).
+"""
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+from hub_session import ASSIGNMENT, INSTRUCTOR, ROOT, STUDENTS, as_user, hub  # noqa: F401
+
+pytestmark = pytest.mark.slow
+S1, S2, S3 = STUDENTS
+
+
+def _login(hub, user, password):
+    s = requests.Session()
+    s.get(f"{hub.url}/hub/login")
+    return s.post(f"{hub.url}/hub/login", allow_redirects=False,
+                  data={"username": user, "password": password,
+                        "_xsrf": s.cookies.get("_xsrf", path="/hub/")})
+
+
+def test_login_refuses_wrong_password_and_unknown_user(hub):
+    for user, password in ((S1, "not-the-password"), ("psmltest-nobody", hub.password),
+                           (INSTRUCTOR, hub.password)):  # instructors need their own
+        r = _login(hub, user, password)
+        assert r.status_code == 403, (user, r.status_code)
+        assert "Invalid username or password" in r.text, r.text[-500:]
+    r = _login(hub, S1, hub.password)
+    assert r.status_code == 302 and f"/user/{S1}/" in r.headers["location"], r.status_code
+
+
+def test_students_lab_has_no_instructor_tools_and_preselects_the_course_kernel(hub):
+    hub.spawn(S2)
+    page = hub.user_api(S2, "/lab").text
+    disabled = json.loads(re.search(r'"disabledExtensions": (\[[^\]]*\])', page).group(1))
+    for plugin in ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+                   "@jupyterlab/apputils-extension:announcements"):
+        assert plugin in disabled, (plugin, disabled)
+    assert hub.user_api(S2, "/api/kernelspecs").json()["default"] == "psml"
+    assert hub.user_api(S2, "/formgrader").status_code == 404  # server side off too
+    # the server runs as the student, from the course environment (not the checkout)
+    pid_user = subprocess.run(["ps", "-o", "user=", "-C", "jupyterhub-singleuser"],
+                              capture_output=True, text=True).stdout.split()
+    assert S2 in pid_user, pid_user
+
+
+def _action(hub, user, action, assignment):
+    r = hub.user_api(user, f"/assignments/{action}", method="POST",
+                     data={"course_id": "psml", "assignment_id": assignment})
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    return r.json()
+
+
+def test_exchange_fetch_submit_twice_and_unreleased(hub):
+    """Fetch and submit through the same handlers the Assignments tab uses."""
+    hub.spawn(S2)
+    listed = hub.user_api(S2, "/assignments?course_id=psml").json()["value"]
+    assert ASSIGNMENT in {a["assignment_id"] for a in listed}, listed
+    res = _action(hub, S2, "fetch", ASSIGNMENT)
+    assert res["success"], res
+    nb = hub.user_api(S2, f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb").json()
+    assert nb["type"] == "notebook"
+    # not released: a message that says so, nothing created
+    res = _action(hub, S2, "fetch", "02-perceptron")
+    assert not res["success"] and "02-perceptron" in res["value"], res
+    assert hub.user_api(S2, "/api/contents/02-perceptron").status_code == 404
+    # submitting twice keeps both in the exchange; collect takes the newest
+    for _ in range(2):
+        res = _action(hub, S2, "submit", ASSIGNMENT)
+        assert res["success"], res
+        time.sleep(1.1)  # nbgrader's timestamps have a 1 s resolution in the folder name
+    inbound = hub.state / "exchange" / "psml" / "inbound"
+    mine = sorted(p.name for p in inbound.iterdir() if p.name.startswith(S2 + "+"))
+    assert len(mine) == 2, mine
+    listed = hub.user_api(S2, "/assignments?course_id=psml").json()["value"]
+    submitted = [a for a in listed if a["status"] == "submitted"]
+    assert submitted and len(submitted[0]["submissions"]) == 2, submitted
+
+
+def test_student_cannot_read_course_other_homes_or_inbound_copies(hub):
+    """Through the student's own Jupyter server (the contents API), not only `ls`."""
+    inbound = hub.state / "exchange" / "psml" / "inbound"
+    if not any(p.name.startswith(S2 + "+") for p in inbound.iterdir()):  # run alone
+        hub.spawn(S2)
+        _action(hub, S2, "fetch", ASSIGNMENT)
+        _action(hub, S2, "submit", ASSIGNMENT)
+    hub.spawn(S1)
+    other_copy = next(p for p in inbound.iterdir() if p.name.startswith(S2 + "+"))
+    probes = {"probe-course": hub.course, "probe-solutions": hub.course / "solutions",
+              "probe-home": Path(f"/home/{S2}"), "probe-inbound": inbound,
+              "probe-copy": other_copy, "probe-checkout": ROOT / "solutions",
+              "probe-git": ROOT / ".git", "probe-outbound": inbound.parent / "outbound"}
+    for name, target in probes.items():  # the student makes the links themself
+        as_user(S1, "ln", "-sfn", str(target), f"/home/{S1}/{name}")
+    denied = {}
+    for name in probes:
+        r = hub.user_api(S1, f"/api/contents/{name}")
+        denied[name] = r.status_code
+    assert denied.pop("probe-outbound") == 200, "released assignments must stay readable"
+    readable = {k: v for k, v in denied.items() if v == 200}
+    assert not readable, f"{S1} can read these through the contents API: {readable}"
+    assert all(v in (403, 404) for v in denied.values()), denied
+    # and the copy itself by its path inside the other's submission
+    r = hub.user_api(S1, f"/api/contents/probe-copy/{ASSIGNMENT}.ipynb")
+    assert r.status_code in (403, 404), r.status_code
+    # positive control: the student's own files are fine
+    assert hub.user_api(S1, "/api/contents/").status_code == 200
+
+
+def _secret_lines() -> list[str]:
+    """Distinctive lines of every solution region and hidden test, absent from releases."""
+    released = "\n".join(p.read_text() for p in (ROOT / "exercises").rglob("*.ipynb"))
+    lines = set()
+    for src in (ROOT / "solutions").rglob("*.ipynb"):
+        if ".ipynb_checkpoints" in src.parts:
+            continue
+        for cell in nbformat.read(src, 4).cells:
+            inside = False
+            for ln in cell.source.splitlines():
+                s = ln.strip()
+                if re.search(r"BEGIN (SOLUTION|HIDDEN TESTS)", s):
+                    inside = True
+                elif re.search(r"END (SOLUTION|HIDDEN TESTS)", s):
+                    inside = False
+                elif inside and len(s) >= 24 and json.dumps(s)[1:-1] not in released \
+                        and s not in released:
+                    lines.add(s)
+    return sorted(lines)
+
+
+def test_no_file_readable_by_a_student_holds_a_solution(hub, tmp_path):
+    """Walk the whole filesystem as a student's uid (except /proc, /sys, /dev, /run and
+    Debian's /usr) and grep every readable file for solution and hidden-test lines, as
+    written in the notebooks (JSON-escaped) and as plain text."""
+    patterns = _secret_lines()
+    assert len(patterns) > 50, len(patterns)
+    pat = Path("/tmp") / f"psml-hub-patterns-{tmp_path.name}.txt"
+    pat.write_text("\n".join(patterns + [json.dumps(p)[1:-1] for p in patterns]) + "\n")
+    pat.chmod(0o644)
+    try:
+        walk = (f"find / \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /usr"
+                f" -o -path {pat} \\) -prune -o -type f -readable -size -5M -print0 2>/dev/null"
+                f" | xargs -0 -r grep -l -F -f {pat} -- 2>/dev/null; true")
+        r = as_user(S3, "bash", "-c", walk, timeout=600)
+    finally:
+        pat.unlink()
+    found = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert not found, f"{S3} can read files holding solutions or hidden tests: {found[:20]}"
+
+
+def test_spawn_failure_says_why_and_others_keep_working(hub):
+    hub.spawn(S1)
+    target = hub.env_link.readlink()
+    hub.env_link.unlink()
+    hub.env_link.symlink_to("/nonexistent/psml-course-env")
+    try:
+        s = hub.session(S3)
+        s.post(f"{hub.url}/hub/api/users/{S3}/server")
+        deadline, info = time.monotonic() + 120, {}
+        while time.monotonic() < deadline:
+            info = s.get(f"{hub.url}/hub/api/users/{S3}").json()
+            if not info.get("pending") and not info.get("servers"):
+                break
+            time.sleep(0.5)
+        assert not info.get("servers"), info
+        events = s.get(f"{hub.url}/hub/api/users/{S3}/server/progress", stream=True,
+                       timeout=30)
+        text = events.text if events.status_code == 200 else ""
+        log = (hub.state / "hub" / "jupyterhub.log").read_text()
+        assert "jupyterhub-singleuser" in log and "No such file" in log, log[-2000:]
+        assert "failed" in (text + log).lower()
+    finally:
+        hub.env_link.unlink()
+        hub.env_link.symlink_to(target)
+    # the others' servers were not disturbed, and the hub keeps serving
+    assert hub.user_api(S1, "/api/status").status_code == 200
+    assert hub.api("GET", "/")[0] == 200
+
+
+def test_roster_with_duplicate_or_malformed_ids_changes_nothing(hub, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name,role\npsmltest-new,New,student\npsmltest-new,Again,student\n"
+                   "Bad Id!,Someone,student\npsmltest-x,X,teacher\n")
+    r = subprocess.run([__import__("sys").executable, "-m", "psml", "hub", "roster", str(bad),
+                        "--state", str(hub.state)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1, r
+    for needle in ("line 3", "already on line 2", "line 4", "'Bad Id!'", "line 5", "teacher"):
+        assert needle in r.stderr, (needle, r.stderr)
+    assert subprocess.run(["id", "psmltest-new"], capture_output=True).returncode != 0
