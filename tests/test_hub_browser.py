@@ -135,14 +135,19 @@ def test_class_round_trip_in_the_browser(hub):
         page.locator(".lm-TabBar-tab", has_text="Assignments").click()
         page.locator("#refresh_assignments_list").click()
         submitted.first.locator("button", has_text="Fetch Feedback").click()
-        link = submitted.first.locator("a", has_text=re.compile("view feedback", re.I))
-        link.wait_for(timeout=60_000)
-        with page.context.expect_page() as new_tab:
-            link.click()
-        feedback = new_tab.value
-        feedback.wait_for_load_state()
+        view = submitted.first.locator("a", has_text="view feedback")
+        view.wait_for(timeout=120_000)
+        view.click()  # the file browser opens the feedback folder
+        html = page.locator(".jp-DirListing-item", has_text=".html")
+        html.first.wait_for()
+        shot(page, "09-feedback-fetched", doc=True)
+        listed = hub.user_api(STUDENT, "/assignments?course_id=psml").json()["value"]
+        folder = next(s["local_feedback_path"] for a in listed if a["status"] == "submitted"
+                      for s in a["submissions"] if s.get("has_local_feedback"))
+        feedback = page.context.new_page()
+        feedback.goto(f"{hub.url}/user/{STUDENT}/files/{folder}/{ASSIGNMENT}.html")
         body = feedback.inner_text("body")
-        shot(feedback, "09-feedback-score", doc=True)
+        shot(feedback, "10-feedback-score", doc=True)
         m = re.search(r"Score:\s*([\d.]+)\s*/\s*([\d.]+)", body)
         assert m, body[:500]
         assert (float(m.group(1)), float(m.group(2))) == (score, max_score), m.group(0)

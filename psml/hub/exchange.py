@@ -183,7 +183,12 @@ def release_feedback(s: HubSettings, owner: str, assignment: str) -> str:
         for name in ("timestamp.txt", "submission_secret.txt"):
             if not (fb / name).exists() and (graded / name).exists():
                 shutil.copy(graded / name, fb / name)
-    return course_nbgrader(s, owner, "release_feedback", assignment)
+    out = course_nbgrader(s, owner, "release_feedback", assignment)
+    # nbgrader copies the course's mode (0640 here): students fetch their file by its hashed
+    # name from a folder they cannot list (0711), so the file itself must be readable.
+    for f in (s.exchange_dir / s.course_id / "feedback").glob("*.html"):
+        f.chmod(0o644)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
