@@ -160,8 +160,8 @@ class LimitedExecute(Execute):
                    if c not in self._restored]
         if changed:
             self._restored.update(changed)
-            self._event(Kind.RESTORED, f"student code replaced {', '.join(changed[:8])}"
-                        + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+            self._event(Kind.RESTORED, f"student code replaced {', '.join(changed[:16])}"
+                        + (f" and {len(changed) - 16} more" if len(changed) > 16 else "")
                         + f" (seen before test {gid}): put back, the tests ran on the originals")
 
     # nbclient binds its sync wrapper to its own coroutine: bind ours

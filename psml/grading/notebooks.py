@@ -120,6 +120,13 @@ def match_by_content(student: nbformat.NotebookNode, release: nbformat.NotebookN
                  c.cell_type == r.cell_type and _key(c) not in plain]
         same = [c for c in cands if _first_line(c.source) == _first_line(r.source)]
         pick = same if len(same) == 1 else cands if len(cands) == 1 else []
+        if not pick and not same:  # no signature to go by (a written answer): the cell
+            j = next(i for i, c in enumerate(release.cells) if c is r)  # right after the
+            prev = release.cells[j - 1] if j else None                   # one before it
+            nexts = [student.cells[i + 1] for i, c in enumerate(student.cells[:-1])
+                     if prev is not None and c.cell_type == prev.cell_type
+                     and _key(c) == _key(prev)]
+            pick = nexts if len(nexts) == 1 and any(nexts[0] is c for c in cands) else []
         if pick:
             pick[0].metadata["nbgrader"] = copy.deepcopy(r.metadata["nbgrader"])
             have.add(gid(r))

@@ -47,10 +47,6 @@ class Result:
         return "; ".join(self.reasons)
 
     @property
-    def auto_max(self) -> float:
-        return float(sum(s.max for s in self.scores.values() if not s.manual))
-
-    @property
     def manual_points(self) -> float:
         """Points of manually graded cells still waiting for the instructor."""
         return float(sum(s.max for s in self.scores.values() if s.manual))

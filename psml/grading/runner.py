@@ -56,6 +56,13 @@ class Prepared:
     data_dir: Path  # the source's non-notebook files
     max_score: float
 
+    @property
+    def auto_max(self) -> float:
+        """Points of the auto-graded (code) test cells of all notebooks."""
+        return float(sum(c.metadata["nbgrader"].get("points", 0) for nb in self.release.values()
+                         for c in nb.cells if c.cell_type == "code"
+                         and c.get("metadata", {}).get("nbgrader", {}).get("grade")))
+
 
 def prepare(course: Course, assignment: str, work: Path) -> Prepared:
     """Update the course gradebook from solutions/ and build the template course."""
@@ -253,10 +260,10 @@ class Grader:
         write_feedback_notes(res, fb, list(self.prep.release))
 
 
-def check_canary(res: Result) -> None:
+def check_canary(res: Result, auto_max: float) -> None:
     """Stop the batch unless the instructor's solution got every auto-graded point."""
     auto = sum(s.auto or 0 for s in res.scores.values() if not s.manual)
-    if res.status == GRADED and res.graded_notebooks and auto == res.auto_max > 0:
+    if res.status == GRADED and res.graded_notebooks and auto == auto_max:
         return
     lost = [f"{nb}/{g}" for (nb, g), s in sorted(res.scores.items())
             if not s.manual and (s.auto or 0) < s.max]
@@ -264,7 +271,7 @@ def check_canary(res: Result) -> None:
     log = underlying_error(res.scratch / "autograde.log", res.scratch / "run" / "kernel.log") \
         if res.scratch else ""
     raise CanaryError(
-        f"the instructor's solution got {auto:g}/{res.auto_max:g} auto-graded points "
+        f"the instructor's solution got {auto:g}/{auto_max:g} auto-graded points "
         f"(status {res.status}) in the grading sandbox, so no student was graded. "
         f"Cells that lost points: {', '.join(lost) or '-'}. Reasons: {detail}. "
         f"Last error in the logs: {log or '-'}. Fix the grading environment (or the "
@@ -291,7 +298,8 @@ def grade_batch(course: Course, assignment: str, subs: list[Submission],
         prep = prepare(course, assignment, work)
         grader = Grader(course, prep, limits, work, isolate, quick, uid_base)
         if canary:
-            check_canary(grader.grade(Submission(CANARY, course.source / assignment)))
+            check_canary(grader.grade(Submission(CANARY, course.source / assignment)),
+                         prep.auto_max)
         bar = tqdm(total=len(subs), desc=f"grading {assignment}", unit="nb",
                    disable=not progress, file=sys.stderr)
         with ThreadPoolExecutor(max_workers=workers) as pool:
