@@ -142,16 +142,16 @@ def _rewrite_notebook(nb, here: str, pages: dict[str, str], root: Path = ROOT):
 
 
 def _toctree(caption: str, entries: list[str]) -> str:
-    return "\n".join([f"\n```{{toctree}}", ":hidden:", f":caption: {caption}", "",
+    return "\n".join(["\n```{toctree}", ":hidden:", f":caption: {caption}", "",
                       *entries, "```\n"])
 
 
 def _exercise_index(folder: Path, files: list[str]) -> str:
     title = folder.name.split("-", 1)
     lines = [f"# Exercise {title[0]}: {title[1].replace('-', ' ')}", "",
-             "The released assignment as students get it: open the notebook in JupyterLab "
-             "with the course kernel, write your code where it says `YOUR CODE HERE`, run the "
-             "tests below each exercise.", ""]
+             ("The released assignment as students get it: open the notebook in JupyterLab "
+              "with the course kernel, write your code where it says `YOUR CODE HERE`, run the "
+              "tests below each exercise."), ""]
     lines += [f"- [{f}]({f})" for f in files if f.endswith(".ipynb")]
     for f in files:
         if f.endswith(".py"):

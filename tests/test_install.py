@@ -57,7 +57,8 @@ sys.path.insert(0, sys.argv[1])
 import psml, psml.kernels as k, psml.resources as r
 from psml.cluster import job_script
 from psml.hvdrun import pinned_version
-k.main(["kernels", "install", "--site", "local", "--var", "PSML_VENV=/opt/venv", "--prefix", sys.argv[2]])
+k.main(["kernels", "install", "--site", "local", "--var", "PSML_VENV=/opt/venv",
+        "--prefix", sys.argv[2]])
 kdir = k.kernels_dir(prefix=sys.argv[2]) / "psml-cpu"
 print(json.dumps({"file": psml.__file__, "sites": k.available_sites(),
                   "jobs": sorted(p.name for p in r.JOBS.glob("*.sbatch")),
@@ -106,7 +107,7 @@ def test_student_bundle_holds_no_solution_or_hidden_test(tmp_path):
 
 def test_leak_scan_finds_a_planted_solution(tmp_path):
     """The scanner is not vacuous: a solution line or a marker in any file is reported."""
-    line = sorted(secret_lines(ROOT))[0]
+    line = min(secret_lines(ROOT))
     (tmp_path / "notes.md").write_text(f"some text\n    {line}\n")
     (tmp_path / "x.html").write_text("<pre><span>### BEGIN HIDDEN TESTS</span></pre>")
     found = tree_leaks(tmp_path, ROOT)
