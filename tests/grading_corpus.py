@@ -144,9 +144,9 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
     mixed.cells.insert(mixed.cells.index(sols[1]), stub)  # duplicated: the last copy counts
     mixed.cells.remove(tests[-1])
     mixed.cells.insert(0, tests[-1])                       # moved
-    sols[2].cell_type = "markdown"                          # retyped
-    sols[2].pop("outputs", None)
-    sols[2].pop("execution_count", None)
+    sols[-1].cell_type = "markdown"                         # retyped
+    sols[-1].pop("outputs", None)
+    sols[-1].pop("execution_count", None)
     cases["restructured"] = (mixed, Expect("graded", "less", "deleted"))
     edited = copy.deepcopy(R)
     for c in _test_cells(edited):

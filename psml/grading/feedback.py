@@ -82,6 +82,8 @@ def inert_text(source: str) -> str:
 class PsmlFeedback(Preprocessor):
     """Hide hidden tests and neutralise student HTML/JS in feedback pages."""
 
+    enabled = Bool(True, help="nbconvert runs a preprocessor only when enabled").tag(
+        config=True)
     show_hidden_tests = Bool(False, help="show the source of hidden tests (and full "
                                          "tracebacks of test cells) in feedback").tag(config=True)
 

@@ -260,12 +260,25 @@ class Grader:
         write_feedback_notes(res, fb, list(self.prep.release))
 
 
+def _cell_error(res: Result, notebook: str, grade_id: str) -> str:
+    """`` (ErrorType: message)`` of a graded cell in the autograded notebook, if it raised."""
+    path = (res.scratch / "course" / "autograded" / res.student / "*" / f"{notebook}.ipynb"
+            ) if res.scratch else None
+    for p in (sorted(path.parent.parent.glob(f"*/{notebook}.ipynb")) if path else []):
+        for cell in nbformat.read(p, as_version=4).cells:
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+                errs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                if errs:
+                    return f" ({errs[-1].get('ename')}: {str(errs[-1].get('evalue'))[:300]})"
+    return ""
+
+
 def check_canary(res: Result, auto_max: float) -> None:
     """Stop the batch unless the instructor's solution got every auto-graded point."""
     auto = sum(s.auto or 0 for s in res.scores.values() if not s.manual)
     if res.status == GRADED and res.graded_notebooks and auto == auto_max:
         return
-    lost = [f"{nb}/{g}" for (nb, g), s in sorted(res.scores.items())
+    lost = [f"{nb}/{g}" + _cell_error(res, nb, g) for (nb, g), s in sorted(res.scores.items())
             if not s.manual and (s.auto or 0) < s.max]
     detail = "; ".join(res.reasons) or "no reason given"
     log = underlying_error(res.scratch / "autograde.log", res.scratch / "run" / "kernel.log") \
