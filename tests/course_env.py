@@ -4,20 +4,19 @@
     from course_env import course_env
     prefix = course_env()      # Path: prefix/bin/python, prefix/share/jupyter/kernels/psml
 
-It lives outside the repository (the script refuses a prefix inside it) in a folder named for
-this checkout, readable by every user: the hub's student accounts run its kernels.
+It lives outside the repository (the script refuses a prefix inside it), readable by every
+user (the hub's student accounts run its kernels): ``/var/tmp/psml-hub-env`` or
+``$PSML_HUB_ENV``, the folder tests/hub_session.py uses, so a session builds it once.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFIX = Path(tempfile.gettempdir()) / \
-    f"psml-course-env-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"
+PREFIX = Path(os.environ.get("PSML_HUB_ENV", "/var/tmp/psml-hub-env"))
 _built: dict[Path, str] = {}
 
 

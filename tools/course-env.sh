@@ -38,6 +38,10 @@ if [ ! -x "$UV" ] || ! hvd_ready; then
   PSML_VENV="$DEV" "$ROOT/tools/setup.sh"
 fi
 
+# One run per PREFIX at a time (two test sessions, a hub and an admin): the others wait.
+mkdir -p "$(dirname "$PREFIX")"
+if command -v flock >/dev/null; then exec 9>"$PREFIX.lock"; flock 9; fi
+
 # 1. The venv (only when missing: re-creating would break running kernels).
 if [ ! -x "$PREFIX/bin/python" ]; then
   base="${PSML_PYTHON:-/usr/bin/python3.11}"
