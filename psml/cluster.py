@@ -85,6 +85,78 @@ def mpiexec_args(mpiexec: str = "mpiexec") -> list[str]:
     return args
 
 
+# The program each rank of run_on_ranks() runs: load (fn, args), call it, write the result.
+# A rank that raises writes its traceback and aborts the job, so the others never hang.
+_RANK_PROGRAM = """\
+import pickle, sys, traceback
+from mpi4py import MPI
+rank = MPI.COMM_WORLD.Get_rank()
+fn, args = pickle.load(open(sys.argv[1], "rb"))
+try:
+    out = ("ok", fn(*args))
+except BaseException:
+    out = ("error", traceback.format_exc())
+with open(f"{sys.argv[1]}.{rank}", "wb") as f:
+    pickle.dump(out, f)
+if out[0] == "error":
+    MPI.COMM_WORLD.Abort(1)
+"""
+
+
+def run_on_ranks(fn, *args, n: int = 2, timeout: float = 60) -> list:
+    """``fn(*args)`` on each of ``n`` fresh MPI ranks (one ``mpiexec -n n``); the results
+    as a list in rank order. ``fn`` travels by value (cloudpickle), so functions defined in
+    a notebook or a test work; inside, ``MPI.COMM_WORLD`` has ``n`` ranks.
+
+    Independent of any ipyparallel cluster: tests use it to check MPI code with 1, 2, 3, ...
+    ranks. A rank that raises stops the job and its traceback comes back in a
+    :class:`ClusterError`; ranks still running after ``timeout`` seconds (a deadlock) are
+    killed and ``TimeoutError`` raised."""
+    problem = mpi_problem()
+    if problem:
+        raise ClusterError(f"cannot run on MPI ranks: {problem}")
+    import cloudpickle
+
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    by_value = module is not None and module.__name__ not in ("__main__",) and \
+        not module.__name__.startswith("psml")   # e.g. a test module the ranks cannot import
+    with tempfile.TemporaryDirectory(prefix="psml-ranks-") as tmp:
+        job = Path(tmp) / "job.pkl"
+        if by_value:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            job.write_bytes(cloudpickle.dumps((fn, args)))
+        finally:
+            if by_value:
+                cloudpickle.unregister_pickle_by_value(module)
+        cmd = ["mpiexec", *mpiexec_args(), "-n", str(n), sys.executable, "-c", _RANK_PROGRAM,
+               str(job)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=tmp, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)          # mpiexec and every rank it started
+            proc.communicate()
+            raise TimeoutError(f"{getattr(fn, '__name__', fn)} did not finish on {n} ranks "
+                               f"within {timeout:g} s: probably a deadlock (every rank "
+                               "waiting in a blocking call for a message no rank sends)"
+                               ) from None
+        import pickle
+
+        parts = [Path(f"{job}.{rank}") for rank in range(n)]
+        outs = [pickle.loads(p.read_bytes()) if p.is_file() else (None, None) for p in parts]
+        for rank, (status, value) in enumerate(outs):
+            if status == "error":   # first the real error; the others were aborted by it
+                raise ClusterError(f"rank {rank} of {n} raised:\n{value}")
+        for rank, (status, value) in enumerate(outs):
+            if status is None:
+                raise ClusterError(f"rank {rank} of {n} returned nothing (mpiexec exit "
+                                   f"{proc.returncode}):\n{output[-3000:]}")
+        results = [value for _, value in outs]
+        return results
+
+
 # --- Slurm -------------------------------------------------------------------------------
 
 def allocation_size(env: dict | None = None) -> int:

@@ -154,3 +154,33 @@ def test_worker_counts_double_up_to_the_allocation(monkeypatch):
     monkeypatch.setenv("PSML_QUICK", "1")
     monkeypatch.setenv("SLURM_NTASKS", "48")
     assert worker_counts() == [1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ipyparallel_solution_on_three_engines():
+    """07-ipyparallel's functions are right with 3 engines (blocks that do not divide, a
+    grid in uneven tasks), not only with the 2 the notebook gets in quick mode."""
+    import ipyparallel as ipp
+    import numpy as np
+    from nbtools import ROOT
+    from test_mpi_script import solution_cells
+
+    ns = {"np": np, "ipp": ipp, "__name__": "__main__"}   # as in the notebook's kernel
+    for src in solution_cells(ROOT / "solutions" / "07-ipyparallel" / "07-ipyparallel.ipynb",
+                              ("parallel_sum", "cv_score", "grid_chunks", "parallel_grid")):
+        exec(src, ns)
+    X = np.random.default_rng(0).standard_normal((60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    gammas, Cs = [0.1, 1.0], [0.5, 5.0, 50.0]
+    serial = np.array([[ns["cv_score"](g, C, X, y, 2) for C in Cs] for g in gammas])
+    rc = cluster.start_cluster(3, engines="local", timeout=120)
+    try:
+        x = np.arange(1.0, 8.0)
+        assert ns["parallel_sum_of_squares"](rc[:], x) == 140.0
+        assert sorted(len(c) for c in rc[:].pull("chunk", block=True)) == [2, 2, 3]
+        for ppt in (1, 4, 6):
+            got = ns["parallel_grid_search"](rc, X, y, gammas, Cs, 2, points_per_task=ppt)
+            assert np.allclose(got, serial), f"points_per_task={ppt}:\n{got}\nvs\n{serial}"
+    finally:
+        cluster.stop_cluster(rc)

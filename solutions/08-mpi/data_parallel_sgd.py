@@ -1,10 +1,11 @@
 """Data-parallel logistic regression with MPI: the batch version of 08-mpi.ipynb, section 4.
 
-    mpiexec -n 2 python -m mpi4py data_parallel_sgd.py [--steps 50] [--lr 0.5]
-    sbatch jobs/mpi.sbatch data_parallel_sgd.py --steps 50        (on a Slurm cluster)
+    cd scratch && mpiexec -n 2 python -m mpi4py ../data_parallel_sgd.py [--steps 50] [--lr 0.5]
+    cd scratch && sbatch ../../../jobs/mpi.sbatch ../data_parallel_sgd.py   (on a Slurm cluster)
 
-Uses *your* functions from the notebook: its section 6 writes them to dp_sgd_parts.py next
-to this file. Every rank loads the same 8x8 digits (task: "is the digit >= 5?"), keeps its
+Uses *your* functions from the notebook: its section 6 writes them to scratch/dp_sgd_parts.py;
+this program imports them from the directory it runs in (or, failing that, its own). Any
+number of ranks >= 1 works. Every rank loads the same 8x8 digits (task: "is the digit >= 5?"), keeps its
 shard of the rows, and trains with data_parallel_step. Rank 0 then trains serially on all
 rows and checks that both weight vectors agree to 1e-12; the exit code is 1 when not.
 """
@@ -17,12 +18,12 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path.cwd()), str(Path(__file__).resolve().parent)]
 try:
     from dp_sgd_parts import data_parallel_step, logistic_grad_sum
 except ImportError as exc:
     sys.exit(f"cannot import your functions ({exc}): run 08-mpi.ipynb up to section 6 first; "
-             "it writes dp_sgd_parts.py next to this script")
+             "it writes scratch/dp_sgd_parts.py: run this program in scratch/")
 
 
 def load_task():
