@@ -198,7 +198,9 @@ def write_bundle(dest: Path, root: Path | None = None, archive: bool = False) ->
             target = dest / f.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
-    wheel = build_wheel(dest / "wheels", root)
+    wheel = build_wheel(root=root)                 # the repository's cached wheel, if fresh
+    (dest / "wheels").mkdir()
+    shutil.copy2(wheel, dest / "wheels" / wheel.name)
     rel_wheel = f"wheels/{wheel.name}"
     shutil.copy2(root / "requirements.lock", dest / "requirements.lock")
     env = (root / "environment.yml").read_text()   # the repo installs psml editable
@@ -206,7 +208,7 @@ def write_bundle(dest: Path, root: Path | None = None, archive: bool = False) ->
                                                  env, flags=re.M))
     (dest / "README.md").write_text(STUDENT_README.format(
         title="Parallel & Scalable Machine and Deep Learning on HPC", wheel=rel_wheel,
-        horovod=pinned_version() or "0.28.1"))
+        horovod=pinned_version()))
     (dest / "COURSE.md").write_text("# Course map\n" + _course_map(root).split("\n", 1)[1])
     problems = tree_leaks(dest, root)
     if problems:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from course_env import course_env, run_course_env
 
+import psml
 from psml import course
 from psml.bundle import secret_lines, tree_leaks, write_bundle
 from psml.distribution import build_wheel
@@ -92,7 +93,8 @@ def test_student_bundle_holds_no_solution_or_hidden_test(tmp_path):
         assert (bundle / "exercises" / a / f"{a}.ipynb").is_file(), a
     assert sorted(p.name for p in (bundle / "lectures").glob("*.ipynb")) == \
         sorted(p.name for p in (ROOT / "lectures").glob("*.ipynb"))
-    assert list((bundle / "wheels").glob("psml-*.whl"))
+    assert [p.name for p in (bundle / "wheels").iterdir()] == \
+        [f"psml-{psml.__version__}-py3-none-any.whl"]        # the wheel, no build leftovers
     assert "-e ." not in (bundle / "environment.yml").read_text()
     assert "wheels/psml-" in (bundle / "environment.yml").read_text()
     assert (bundle / "requirements.lock").read_text() == (ROOT / "requirements.lock").read_text()
