@@ -29,6 +29,7 @@ import re
 import shutil
 import socket
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def resolve(text: str, env=os.environ) -> str:
 
 def settings(raw: dict, source: str = "[hub.slurm]", env=os.environ) -> SlurmSettings:
     """The validated ``[hub.slurm]`` table with its placeholders filled."""
-    from dataclasses import replace
-
     s = parse_slurm(raw, source)
     return replace(s, accounts=tuple(resolve(a, env) for a in s.accounts),
                    reservation=resolve(s.reservation, env),
@@ -270,6 +269,12 @@ class PsmlSlurmSpawner(SlurmSpawner):
         except Exception:  # noqa: BLE001 - reported by the caller's message already
             self.log.warning("could not cancel job %s", self.job_id, exc_info=True)
         self.clear_state()
+
+    async def poll(self):
+        status = await super().poll()
+        if status is None and self.state_isrunning() and self._field(1):  # limit changed?
+            self.job_end = self._field(1)
+        return status
 
     async def stop(self, now=False):
         if not self.job_id:   # never submitted (sbatch refused it) or already gone
