@@ -220,3 +220,12 @@ def test_remaining_time_in_words():
     assert "Slurm job 4711 until 16:30" in words and "(1 h 12 min left)" in words, words
     assert "without a time limit" in PsmlSlurmSpawner(job_id="1", job_end="Unknown").remaining()
     assert PsmlSlurmSpawner().remaining() == "", "no job, no announcement"
+
+
+def test_an_unfilled_placeholder_stops_the_spawn_naming_it():
+    from psml.hub.slurm import PsmlSlurmSpawner, SlurmSpawnError
+
+    sp = PsmlSlurmSpawner(slurm=dict(SLURM, accounts=["${PSML_NO_SUCH_PROJECT}"]))
+    with pytest.raises(SlurmSpawnError) as exc:
+        sp.site()
+    assert "PSML_NO_SUCH_PROJECT" in exc.value.jupyterhub_message, exc.value.jupyterhub_message

@@ -125,7 +125,11 @@ class PsmlSlurmSpawner(SlurmSpawner):
         return PsmlSlurmSpawner._apply
 
     def site(self) -> SlurmSettings:
-        return settings(self.slurm)
+        try:
+            return settings(self.slurm)
+        except ProfileError as exc:  # the admin's to fix; the participant sees who to ask
+            raise SlurmSpawnError(f"The hub's Slurm settings are incomplete ({exc}): tell "
+                                  "the course staff.") from None
 
     def _request_or_none(self):
         return form.JobRequest(**self.job_request) if self.job_request else None
