@@ -83,3 +83,28 @@ def test_ipyparallel_job_template(slurm, tmp_path):
     assert slurm.wait(job, timeout=180) == "COMPLETED", slurm.describe(job)
     text = slurm.output(job).read_text()
     assert "engines 2 squares [0, 1, 4, 9]" in text, text
+
+
+@pytest.mark.parametrize("assignment", ["07-ipyparallel", "08-mpi"])
+def test_notebooks_submit_jobs_only_when_the_student_opts_in(assignment):
+    """Restart & Run All never submits a Slurm job: every cell that could (submit, Slurm
+    engines) checks RUN_SLURM_JOBS, which a cell before it sets to False; files the
+    notebook writes go to its scratch/ folder."""
+    import json
+    import re
+
+    nb = json.loads((ROOT / "solutions" / assignment / f"{assignment}.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    flag = next((i for i, src in enumerate(code)
+                 if re.search(r"^RUN_SLURM_JOBS = False\b", src, re.M)), None)
+    assert flag is not None, f"{assignment}: no cell sets RUN_SLURM_JOBS = False"
+    slurm = [i for i, src in enumerate(code)
+             if re.search(r"\bsubmit\(|engines=\"slurm\"|wait_for_job\(", src)]
+    assert slurm, f"{assignment}: no Slurm cell found (has the notebook changed?)"
+    for i in slurm:
+        assert i > flag and "if not RUN_SLURM_JOBS" in code[i], (
+            f"{assignment}: code cell {i} can submit a job without checking RUN_SLURM_JOBS")
+    for i, src in enumerate(code):
+        for m in re.finditer(r"(\S+)\.write_(text|bytes)\(|open\([^)]*[\"']w", src):
+            assert "SCRATCH" in src[max(0, m.start() - 80):m.end()], (
+                f"{assignment}: code cell {i} writes outside scratch/: {m.group(0)}")
