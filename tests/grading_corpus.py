@@ -141,6 +141,7 @@ def build_cases(solution: nbformat.NotebookNode, release: nbformat.NotebookNode,
     mixed.cells = [c for c in mixed.cells if c is not sols[0] and c is not tests[0]]  # deleted
     stub = copy.deepcopy(sols[1])
     stub.source = "raise NotImplementedError()"
+    stub["id"] = "copy-" + stub.get("id", "x")  # Edit > Copy gives the copy a new id
     mixed.cells.insert(mixed.cells.index(sols[1]), stub)  # duplicated: the last copy counts
     mixed.cells.remove(tests[-1])
     mixed.cells.insert(0, tests[-1])                       # moved
