@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from psml.grading.submissions import collect
-from psml.grading.course import Course, find_course
-from psml.grading.errors import GradingError
-from psml.grading.limits import can_isolate
-from psml.grading.report import summary_table, write_rubrics, write_summary
-from psml.grading.runner import grade_batch
-
 
 def _grade(args) -> int:
+    # imported here: every `psml` command builds this parser, only `psml grade` needs them
+    from psml.grading.course import Course, find_course
+    from psml.grading.errors import GradingError
+    from psml.grading.limits import can_isolate
+    from psml.grading.report import summary_table, write_rubrics, write_summary
+    from psml.grading.runner import grade_batch
+    from psml.grading.submissions import collect
+
     course = Course.load(Path(args.course) if args.course else find_course())
     cfg = course.settings(workers=args.workers)
     limits = cfg.limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout,
