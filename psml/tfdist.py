@@ -114,6 +114,7 @@ def configure(port_base: int | None = None) -> dict | None:
     """
     if os.environ.get("TF_CONFIG", "").strip():
         return json.loads(os.environ["TF_CONFIG"])
+    os.environ.pop("TF_CONFIG", None)  # an empty one would make TensorFlow fail to parse it
     if int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1:
         config = slurm_tf_config(port_base)
         os.environ["TF_CONFIG"] = json.dumps(config)

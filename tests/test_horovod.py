@@ -20,27 +20,36 @@ TRAIN_ARGS = ["--epochs", "1", "--train-size", "256", "--batch-size", "32",
               "--warmup-epochs", "1"]
 
 
-def training_script(dest: Path) -> Path:
-    """The solution's hvd_train.py, taken from its %%writefile cell."""
+def training_script(dest: Path, name: str = "hvd_train") -> Path:
+    """The solution's NAME.py (hvd_train, tf_train), taken from its %%writefile cell."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "hvd_train")
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == name)
     first, body = cell.source.split("\n", 1)
-    assert first.strip() == "%%writefile hvd_train.py", first
-    path = dest / "hvd_train.py"
+    assert first.strip() == f"%%writefile scratch/{name}.py", first
+    path = dest / f"{name}.py"
     path.write_text(body)
     return path
 
 
-def assert_trained_in_sync(outdir: Path, workers: int = 2) -> None:
+def rank_weights(outdir: Path, workers: int = 2) -> list[list[np.ndarray]]:
+    """Every rank's saved weights (weights-rank<R>.npz), after checking that all ranks saved."""
     files = sorted(outdir.glob("weights-rank*.npz"))
     assert [f.name for f in files] == [f"weights-rank{r}.npz" for r in range(workers)], files
     weights = []
     for f in files:
         with np.load(f) as z:
             weights.append([z[k] for k in sorted(z.files, key=lambda s: int(s.split("_")[1]))])
+    return weights
+
+
+def assert_identical(weights) -> None:
     for r, ws in enumerate(weights[1:], 1):
         diff = max(float(np.abs(a - b).max()) for a, b in zip(ws, weights[0]))
         assert diff == 0, f"rank {r}'s weights differ from rank 0's by up to {diff}"
+
+
+def assert_trained_in_sync(outdir: Path, workers: int = 2) -> None:
+    assert_identical(rank_weights(outdir, workers))
     log = json.loads((outdir / "log.json").read_text())
     assert log["size"] == workers, log
     assert (outdir / "checkpoint.h5").is_file(), "rank 0 wrote no checkpoint"

@@ -96,7 +96,8 @@ def kernel_env(home: Path, quick: bool, isolated: bool) -> dict:
            "IPYTHONDIR": str(home / ".ipython"), "TMPDIR": "/tmp", "PYTHONNOUSERSITE": "1",
            "PSML_DATA": str(home / "psml-data")}
     for k, v in os.environ.items():
-        if k.startswith(("OMPI_", "TF_", "LC_", "PSML_")) or k in ("LANG", "TZ"):
+        if (k.startswith(("OMPI_", "TF_", "LC_", "PSML_")) or k in ("LANG", "TZ")) \
+                and k != "PSML_DATA":
             env[k] = v
     data = os.environ.get("PSML_DATA")
     if data and os.path.isdir(data) and (not isolated or os.stat(data).st_mode & 0o005 == 5):
