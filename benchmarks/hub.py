@@ -140,7 +140,9 @@ def pct(xs, q):
 # --------------------------------------------------------------------------------------------
 
 
-def login_to_first_cell(url: str, users: list[str], password: str) -> dict:
+def login_to_first_cell(url: str, users: list[str], password: str, tokens: dict) -> dict:
+    """In chromium: log in, wait until JupyterLab has rendered; then the student's first cell
+    (a new psml kernel running ``6 * 7``) through their server's kernel API, as the lab does."""
     times = []
     with browser_session(timeout_ms=300_000) as browser:
         for u in users:
@@ -148,19 +150,16 @@ def login_to_first_cell(url: str, users: list[str], password: str) -> dict:
             t0 = time.perf_counter()
             login(page, url, u, password, spawn_timeout_ms=300_000)
             t_lab = time.perf_counter() - t0
-            page.locator(".jp-LauncherCard", has_text="Python 3 (psml)").first.click()
-            nb = page.locator(".jp-NotebookPanel:visible")
-            nb.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-            nb.locator(".jp-CodeCell").first.locator(".jp-InputArea-editor").click()
-            page.keyboard.insert_text("6 * 7")
-            page.keyboard.press("Shift+Enter")
-            nb.locator(".jp-OutputArea-output", has_text="42").first.wait_for()
+            _, out = run_code(url, u, tokens[u], "print(6 * 7)")
+            assert out.strip() == "42", out
             times.append((round(t_lab, 2), round(time.perf_counter() - t0, 2)))
             page.context.close()
     total = [t for _, t in times]
     return {"students": len(users), "lab_ready_s": [a for a, _ in times],
             "first_cell_s": total, "median_s": round(statistics.median(total), 2),
-            "worst_s": max(total)}
+            "worst_s": max(total),
+            "how": "chromium login until JupyterLab rendered, then a new psml kernel runs "
+                   "print(6 * 7) over the server's websocket"}
 
 
 def class_of_n(url: str, users: list[str], tokens: dict, timed: Timed,
@@ -305,7 +304,7 @@ def main() -> int:
     pw = "bench-" + uuid.uuid4().hex[:10]
     os.environ["PSML_HUB_PASSWORD"] = pw
     os.environ["PSML_HUB_ADMIN_PASSWORD"] = uuid.uuid4().hex
-    port = free_port_base()
+    port = free_port_base(30000, 40000)
     state = tmp / "srv"
     out = {"machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} "
                       "GB, shared with other developers' builds and tests while measuring "
@@ -321,7 +320,7 @@ def main() -> int:
         tokens = {u: server.api(s, "POST", f"/users/{u}/tokens", {"expires_in": 7200})[1]
                   ["token"] for u in users}
         print("login → lab → first cell, 5 students ...", flush=True)
-        out["login_to_first_cell"] = login_to_first_cell(url, users[:5], pw)
+        out["login_to_first_cell"] = login_to_first_cell(url, users[:5], pw, tokens)
         print(out["login_to_first_cell"], flush=True)
         server.stop_servers(s)
         print(f"{len(users)} students at once ...", flush=True)

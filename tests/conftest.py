@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (nbtools, ...) import by name
 from slurm_cluster import slurm  # noqa: E402,F401  (a real single-node Slurm)
+from hub_session import hub  # noqa: E402,F401  (the workshop hub `psml hub start` runs)
 
 # Every notebook a test runs inherits these (kernels are children of this process).
 os.environ["PSML_QUICK"] = "1"

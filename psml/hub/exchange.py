@@ -87,6 +87,8 @@ def write_jupyter_config(s: HubSettings, role: str) -> Path:
              "c = get_config()  # noqa: F821",
              f"c.CourseDirectory.course_id = {s.course_id!r}",
              f"c.Exchange.root = {str(s.exchange_dir)!r}"]
+    if role == "student":  # submissions private to their author and the instructors
+        lines.append("c.ExchangeFactory.submit = 'psml.hub.private_submit.PrivateSubmit'")
     if role == "instructor":
         # The formgrader wants the course inside the server's root (the home): ~/course is
         # the link to the shared course directory that link_course_for() makes.
@@ -144,11 +146,12 @@ def link_course_for(s: HubSettings, user: str) -> None:
         os.lchown(link, *ids(user))
 
 
-def course_nbgrader(s: HubSettings, owner: str, *args: str) -> str:
-    """Run ``nbgrader ARGS`` in the course directory as its owner (so the exchange folders
-    it creates belong to the owner, whose formgrader can then collect from them)."""
+def course_nbgrader(s: HubSettings, owner: str, *args: str, as_owner: bool = True) -> str:
+    """Run ``nbgrader ARGS`` in the course directory, as its owner (the exchange folders a
+    release creates then belong to the owner) or as root (collecting reads every student's
+    private submission), then give the course back to the owner and the instructors."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    if owner and owner != "root":
+    if as_owner and owner and owner != "root":
         cmd = ["runuser", "-u", owner, "--", "env", f"HOME={Path('~' + owner).expanduser()}",
                *cmd]
     r = subprocess.run(cmd, cwd=s.course_dir, env=tool_env(), capture_output=True, text=True,
@@ -170,8 +173,21 @@ def release(s: HubSettings, owner: str, assignment: str, force: bool = False) ->
         raise HubError(f"the release of {assignment} leaks or is stale, refusing to publish "
                        "it:\n  " + "\n  ".join(problems[:10])
                        + "\nrun `make build`, check exercises/, then release again")
-    return course_nbgrader(s, owner, "release_assignment", assignment,
-                           *(["--force"] if force else []))
+    out = course_nbgrader(s, owner, "release_assignment", assignment,
+                          *(["--force"] if force else []))
+    share_with_instructors(s)
+    return out
+
+
+def share_with_instructors(s: HubSettings) -> None:
+    """The exchange's inbound and feedback folders belong to the instructors' group
+    (setgid: submissions inherit it), so any instructor can collect."""
+    gid = group_id(s.instructors_group)
+    for name in ("inbound", "feedback"):
+        d = s.exchange_dir / s.course_id / name
+        if d.is_dir():
+            os.chown(d, -1, gid)
+            d.chmod(d.stat().st_mode | 0o2000)
 
 
 def release_feedback(s: HubSettings, owner: str, assignment: str) -> str:
