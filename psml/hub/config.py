@@ -9,6 +9,7 @@ Passwords and tokens never appear in it: the file reads them from ``secrets.json
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -216,9 +217,8 @@ def build_config(s: HubSettings, admins: list[str], students: list[str]) -> Conf
     }
     c.Spawner.pre_spawn_hook = pre_spawn_hook
     if s.spawner == "slurm":
-        from psml.hub import slurm  # issue 11's module; imported only when asked for
-
-        slurm.configure(c, s)
+        # Imported only when asked for (batchspawner); import_module honours sys.modules.
+        importlib.import_module("psml.hub.slurm").configure(c, s)
     else:
         c.JupyterHub.spawner_class = "localprocess"
     return c
