@@ -1,6 +1,8 @@
 """Shared test set-up: quick mode for every notebook, MPI usable as root, course paths."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +23,7 @@ os.environ.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
 # Tests never see the user's data cache: MNIST comes from the offline subset, as on a fresh
 # machine. Tests that need a cache make their own.
 os.environ["PSML_DATA"] = tempfile.mkdtemp(prefix="psml-test-data-")
+atexit.register(shutil.rmtree, os.environ["PSML_DATA"], ignore_errors=True)
 # This venv's tools (jupyter, nbgrader, alembic) first on PATH, whatever shell ran pytest.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
