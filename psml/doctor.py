@@ -287,7 +287,7 @@ def slurm_controller() -> Check:
 @check
 def grading_sandbox() -> Check:
     """Instructors only: can `psml grade` isolate student kernels here (docs/grading.md)?"""
-    from psml.sandbox import can_isolate
+    from psml.grading.limits import can_isolate
 
     if can_isolate():
         return Check("grading sandbox", OK, "root on Linux: namespaces, own uid per submission")
