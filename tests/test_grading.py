@@ -382,9 +382,13 @@ def test_nothing_outside_a_submission_was_touched(batch):
     for kind in (course.autograded, course.feedback):  # the 50 MB file the run wrote
         big = [p for p in kind.rglob("*") if p.is_file() and p.stat().st_size > 20 * 2**20]
         assert not big, f"run outputs copied into {kind.name}/: {big}"
+    # pages, notes, and the two files `nbgrader release_feedback` needs; nothing a run wrote
+    allowed = {"grading-notes.txt", "timestamp.txt", "submission_secret.txt"}
     extra = [p.name for p in course.feedback.rglob("*") if p.is_file()
-             and p.suffix != ".html" and p.name != "grading-notes.txt"]
+             and p.suffix != ".html" and p.name not in allowed]
     assert not extra, f"feedback/ holds more than pages and notes: {extra}"
+    released = [d for d in course.feedback.glob("*/*") if (d / "timestamp.txt").is_file()]
+    assert released, "no feedback folder has the timestamp.txt `nbgrader release_feedback` reads"
 
 
 def _hidden_lines(assignment: str) -> list[str]:

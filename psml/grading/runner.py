@@ -250,13 +250,17 @@ class Grader:
             shutil.rmtree(dest)
         if src is not None and (src / "autograded" / res.student / a).is_dir():
             shutil.copytree(src / "autograded" / res.student / a, dest, symlinks=True)
-        # feedback/: the pages and the notes, nothing else
+        # feedback/: the pages and the notes, plus the two small files `nbgrader
+        # release_feedback` reads there (which submission the feedback belongs to)
         fb = self.course.feedback / res.student / a
         if fb.exists():
             shutil.rmtree(fb)
         fb.mkdir(parents=True)
         for page in (src / "feedback" / res.student / a).glob("*.html") if src else []:
             shutil.copy(page, fb / page.name)
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            if (dest / name).is_file():
+                shutil.copy(dest / name, fb / name)
         write_feedback_notes(res, fb, list(self.prep.release))
 
 

@@ -191,14 +191,7 @@ def share_with_instructors(s: HubSettings) -> None:
 
 
 def release_feedback(s: HubSettings, owner: str, assignment: str) -> str:
-    """``nbgrader release_feedback``. It needs ``timestamp.txt`` and
-    ``submission_secret.txt`` beside the feedback, which ``psml grade`` does not copy (yet):
-    taken from ``autograded/``."""
-    for fb in sorted((s.course_dir / "feedback").glob(f"*/{assignment}")):
-        graded = s.course_dir / "autograded" / fb.parent.name / assignment
-        for name in ("timestamp.txt", "submission_secret.txt"):
-            if not (fb / name).exists() and (graded / name).exists():
-                shutil.copy(graded / name, fb / name)
+    """``nbgrader release_feedback`` of what ``psml grade`` wrote to ``feedback/``."""
     out = course_nbgrader(s, owner, "release_feedback", assignment)
     # nbgrader copies the course's mode (0640 here): students fetch their file by its hashed
     # name from a folder they cannot list (0711), so the file itself must be readable.
