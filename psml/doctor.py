@@ -250,7 +250,7 @@ def modules() -> Check:
 
 @check
 def slurm() -> list[Check]:
-    from psml.kernels import SLURM_BREAKING_VARS
+    from psml.sites.render import SLURM_BREAKING_VARS
 
     names = sorted(k for k in os.environ if k.startswith("SLURM_"))
     srun = shutil.which("srun")

@@ -173,11 +173,12 @@ def sbatch_args(nodes: int = 1, tasks_per_node: int = 1, gpus_per_node: int = 0,
 def render_job_env(site: str | Path, variant: str = "gpu", values: Mapping[str, str] | None = None
                    ) -> str:
     """A shell file for ``PSML_JOB_ENV`` (sourced by jobs/horovod.sbatch) from a site profile
-    (``kernels/sites/NAME.toml``, see :mod:`psml.kernels`): the variant's modules, the course
+    (``kernels/sites/NAME.toml``, see :mod:`psml.sites.profile`): the variant's modules, the course
     environment and the profile's variables, with ``${...}`` left for the job to expand."""
     import shlex
 
-    from psml.kernels import ProfileError, load_profile, shell_word, substitute
+    from psml.sites.profile import ProfileError, load_profile, substitute
+    from psml.sites.render import shell_word
 
     profile = substitute(load_profile(site), {"PSML_VENV": sys.prefix, **(values or {})})
     if variant not in profile.variants:
@@ -204,7 +205,7 @@ def _cmd_check(args) -> int:
 
 def _cmd_job_env(args) -> int:
     from psml.cluster import job_script
-    from psml.kernels import ProfileError
+    from psml.sites.profile import ProfileError
 
     values = {}
     for pair in args.var or []:

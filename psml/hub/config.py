@@ -93,7 +93,7 @@ FIELDS = {f for f in HubSettings.__dataclass_fields__} - {"site", "repo", "raw"}
 
 def load_settings(site: str = "local", **overrides) -> HubSettings:
     """The site profile's ``[hub]`` table, then ``overrides`` (``None`` values ignored)."""
-    from psml.kernels import SITES_DIR
+    from psml.sites.profile import SITES_DIR
 
     path = Path(site) if site.endswith(".toml") else SITES_DIR / f"{site}.toml"
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 Like Jupyter-JSC's "new JupyterLab" dialog: project (Slurm account), partition, reservation
 (the workshop's preselected), runtime, cores and GPUs. The choices come from the site
-profile's ``[hub.slurm]`` table (:class:`psml.kernels.SlurmSettings`). Pure functions, no
+profile's ``[hub.slurm]`` table (:class:`psml.sites.profile.SlurmSettings`). Pure functions, no
 JupyterHub::
 
     req = validate(hub, {"partition": ["batch"], "cores": ["2"]})   # form data or REST JSON
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from psml.errors import PsmlError
-from psml.kernels import SlurmSettings
+from psml.sites.profile import SlurmSettings
 
 FIELDS = ("account", "partition", "reservation", "runtime", "cores", "gpus")
 NO_RESERVATION = ""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import shlex
 
 from psml.hub.form import JobRequest
-from psml.kernels import LMOD_INIT_CANDIDATES, SlurmSettings, shell_word
+from psml.sites.profile import SlurmSettings
+from psml.sites.render import LMOD_INIT_CANDIDATES, shell_word
 
 JOB_NAME = "psml-jupyter"
 LOG_NAME = ".psml-jupyter-%j.log"   # in the participant's home; %j = the job id

@@ -38,7 +38,7 @@ from tornado import web
 from traitlets import Dict, Unicode, default
 
 from psml.hub import form, jobscript
-from psml.kernels import PLACEHOLDER_RE, ProfileError, SlurmSettings, parse_slurm
+from psml.sites.profile import PLACEHOLDER_RE, ProfileError, SlurmSettings, parse_slurm
 
 POLL_INTERVAL = 10      # s between the hub's checks of each running job (one squeue each)
 # squeue fields, '|'-separated: state, end time, node list, pending reason.
@@ -98,7 +98,7 @@ def _local_names() -> set[str]:
 class PsmlSlurmSpawner(SlurmSpawner):
     """SlurmSpawner with the workshop form, psml's job script and clear spawn errors."""
 
-    slurm = Dict(help="The site profile's [hub.slurm] table (psml.kernels.parse_slurm)"
+    slurm = Dict(help="The site profile's [hub.slurm] table (psml.sites.profile.parse_slurm)"
                  ).tag(config=True)
     lmod_init = Unicode("", help="Lmod's bash init on the compute nodes, if not a usual place"
                         ).tag(config=True)
