@@ -304,7 +304,7 @@ def main() -> int:
     pw = "bench-" + uuid.uuid4().hex[:10]
     os.environ["PSML_HUB_PASSWORD"] = pw
     os.environ["PSML_HUB_ADMIN_PASSWORD"] = uuid.uuid4().hex
-    port = free_port_base(30000, 40000)
+    port = free_port_base(28000, 32000)
     state = tmp / "srv"
     out = {"machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} "
                       "GB, shared with other developers' builds and tests while measuring "

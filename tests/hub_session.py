@@ -43,9 +43,10 @@ def psml(*args: str, timeout: float = 600, check: bool = True) -> subprocess.Com
     return r
 
 
-def free_port_base(low: int = 20000, high: int = 30000) -> int:
+def free_port_base(low: int = 20000, high: int = 25000) -> int:
     """A port p with p, p+1, p+2 free on 127.0.0.1 (the hub, its API, the proxy's API);
-    benchmarks/hub.py draws from another range, so both can run at once."""
+    the Slurm hub tests and benchmarks/hub.py draw from other ranges, so they can run at once;
+    all below Linux's ephemeral ports (32768+), where kernels and clients bind."""
     for _ in range(200):
         p = random.randrange(low, high)
         ok = True

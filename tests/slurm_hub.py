@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -32,19 +30,12 @@ from psml import kernels
 from psml.hub import exchange, roster, server
 from psml.hub.config import load_settings
 
+from hub_session import free_port_base
+
 SITE_MODULE = "Stages/2026"
 RESERVATION = "psml-test-ws"
 ACCOUNT = "psml-course"
 KERNEL = "psml-mpi"
-
-
-def _free_base() -> int:
-    """A port p with p, p+1, p+2 free on loopback (the hub uses all three)."""
-    for _ in range(50):
-        p = random.randint(20000, 60000)
-        if all(socket.socket().connect_ex(("127.0.0.1", q)) != 0 for q in (p, p + 1, p + 2)):
-            return p
-    raise RuntimeError("no three free ports in a row on 127.0.0.1")
 
 
 class SlurmHub:
@@ -88,7 +79,8 @@ class SlurmHub:
                        "StartTime=now", "Duration=120", f"Users={','.join(self.users)},root",
                        "Nodes=ALL", "Flags=IGNORE_JOBS")
         self.settings = s = load_settings(str(profile), state_dir=str(self.dir / "state"),
-                                          port=_free_base(), environment=sys.prefix)
+                                          port=free_port_base(25000, 28000),
+                                          environment=sys.prefix)
         s.state.mkdir()
         s.state.chmod(0o755)
         for role in ("student", "instructor"):

@@ -168,7 +168,8 @@ def test_full_partition_is_reported_on_the_spawn_page(hub, a_job, browser):
     page = login_to_form(new_page(browser), hub, B)
     t0 = time.monotonic()
     page.click("button[type=submit]")
-    page.wait_for_selector("#progress-message >> text=waits in the queue", timeout=60_000)
+    # The first lines may come before the scheduler gave a reason: wait for the reason.
+    page.wait_for_selector("#progress-message >> text=all cores", timeout=60_000)
     assert "(Resources: all cores" in page.inner_text("#progress-message"), \
         page.inner_text("#progress-message")
     assert server_answers(hub, A) == 200, "a's server should keep working"

@@ -194,7 +194,9 @@ class PsmlSlurmSpawner(SlurmSpawner):
 
     def _reason(self) -> str:
         code = self._field(3)
-        return f"{code}: {REASONS[code]}" if code in REASONS else code or "no reason given"
+        if code in ("", "None"):  # just submitted: the scheduler has not looked at it yet
+            return "waiting for the scheduler"
+        return f"{code}: {REASONS[code]}" if code in REASONS else code
 
     def _log_tail(self, lines: int = 15) -> str:
         try:
