@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,8 +144,14 @@ def remove_users(names: list[str]) -> list[str]:
     removed = []
     for name in names:
         if ours(name):
-            kill_processes_of(name)
-            r = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+            # A killed process (or a Slurm job step) can outlive the kill by a moment, and
+            # userdel refuses a user who still runs something: kill again and retry briefly.
+            for attempt in range(20):
+                kill_processes_of(name)
+                r = subprocess.run(["userdel", "-r", name], capture_output=True, text=True)
+                if r.returncode != 8 or attempt == 19:  # 8: user currently logged in / busy
+                    break
+                time.sleep(0.5)
             if r.returncode not in (0, 12):  # 12: home already gone
                 raise RosterError(f"userdel {name} failed: {r.stderr.strip()}")
             removed.append(name)
