@@ -97,7 +97,7 @@ def _round_trip(hub, browser):
     page.keyboard.press("Escape")
     page.keyboard.press("Control+s")
     page.locator(".jp-StatusBar-TextItem", has_text="Saving completed").wait_for()
-    shot(page, "04-solution-typed", doc=True)
+    shot(page, "04-answer-typed", doc=True)
     saved = hub.user_api(STUDENT, f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb").json()
     sources = ["".join(c["source"]) for c in saved["content"]["cells"]]
     assert any("E / E.sum(axis=1, keepdims=True)" in s for s in sources), \
