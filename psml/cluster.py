@@ -11,280 +11,37 @@ Every start is bounded (``timeout``) and every failure is a :class:`ClusterError
 message says what to do: no MPI installed, engines that crashed (with their output), no
 Slurm. Nothing here waits forever.
 
-Slurm settings never live in code: ``sbatch_options()`` turns ``PSML_ACCOUNT``,
-``PSML_PARTITION``, ``PSML_RESERVATION`` and ``PSML_TIME`` (set by the site profile or by
-you) into sbatch options; sbatch itself also reads ``SBATCH_ACCOUNT`` and friends.
+MPI ranks and the allocation (:mod:`psml.ranks`) and Slurm jobs (:mod:`psml.slurm`) have
+their own modules; their notebook-facing names are importable from here too.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from psml.errors import PsmlError
+
+from psml.errors import ClusterError
+# The flat API notebooks import (`from psml.cluster import submit, run_on_ranks, ...`).
+from psml.ranks import (allocation_size, mpi_problem, mpiexec_args, run_on_ranks,
+                        worker_counts)
+from psml.slurm import (FINAL_JOB_STATES, SLURM_SETTINGS, job_info, job_script,
+                        sbatch_options, slurm_available, slurm_problem, submit, wait_for_job)
+
+__all__ = ["ClusterError", "ENGINE_KINDS", "FINAL_JOB_STATES", "SLURM_SETTINGS",
+           "allocation_size", "apply_with_timeout", "connect_in_job", "describe",
+           "job_info", "job_script", "mpi_problem", "mpiexec_args", "run_on_ranks",
+           "running_cluster", "sbatch_options", "slurm_available", "slurm_problem",
+           "start_cluster", "stop_cluster", "submit", "wait_for_job", "worker_counts"]
 
 ENGINE_KINDS = ("local", "mpi", "slurm")
-#: Environment variable -> sbatch option, for the site's account, partition, ...
-SLURM_SETTINGS = {
-    "PSML_ACCOUNT": "--account",
-    "PSML_PARTITION": "--partition",
-    "PSML_RESERVATION": "--reservation",
-    "PSML_TIME": "--time",
-}
-FINAL_JOB_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
-                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 # ipyparallel's default heartbeat (3 s, several misses) makes every start wait ~5 s for
 # nothing; 500 ms brings a 2-engine start from ~6.6 s to ~2.6 s (HPC-FACTS.md).
 HEARTBEAT_MS = 500
-
-
-class ClusterError(PsmlError, RuntimeError):
-    """A cluster or job could not be started or finished; the message says what to do."""
-
-
-# --- MPI ---------------------------------------------------------------------------------
-
-def mpi_problem() -> str | None:
-    """``None`` when MPI engines can start here, else a sentence saying what is missing."""
-    if not shutil.which("mpiexec"):
-        return ("no `mpiexec` on PATH, so MPI engines cannot start. Install Open MPI "
-                "(`apt-get install openmpi-bin libopenmpi-dev`, which `make lab` does on "
-                "Debian/Ubuntu; `brew install open-mpi` on macOS) or `module load` your "
-                "site's MPI; or use engines=\"local\" for the non-MPI parts")
-    import importlib.util
-
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed in this environment: run `make lab` (or `pip install mpi4py`)"
-    return None
-
-
-def _is_open_mpi(mpiexec: str) -> bool:
-    try:
-        r = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "Open MPI" in r.stdout or "OpenRTE" in r.stdout
-
-
-def mpiexec_args(mpiexec: str = "mpiexec") -> list[str]:
-    """Extra mpiexec flags this machine needs: with Open MPI, ``--oversubscribe`` (more
-    engines than cores is fine for teaching) and, as root (containers, CI),
-    ``--allow-run-as-root``. Other MPIs (MPICH, Intel MPI) need none."""
-    path = shutil.which(mpiexec)
-    if not path or not _is_open_mpi(path):
-        return []
-    args = ["--oversubscribe"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--allow-run-as-root")
-    return args
-
-
-# The program each rank of run_on_ranks() runs: load (fn, args), call it, write the result.
-# A rank that raises writes its traceback and aborts the job, so the others never hang.
-_RANK_PROGRAM = """\
-import pickle, sys, traceback
-from mpi4py import MPI
-rank = MPI.COMM_WORLD.Get_rank()
-fn, args = pickle.load(open(sys.argv[1], "rb"))
-try:
-    out = ("ok", fn(*args))
-except BaseException:
-    out = ("error", traceback.format_exc())
-with open(f"{sys.argv[1]}.{rank}", "wb") as f:
-    pickle.dump(out, f)
-if out[0] == "error":
-    MPI.COMM_WORLD.Abort(1)
-"""
-
-
-def run_on_ranks(fn, *args, n: int = 2, timeout: float = 60) -> list:
-    """``fn(*args)`` on each of ``n`` fresh MPI ranks (one ``mpiexec -n n``); the results
-    as a list in rank order. ``fn`` travels by value (cloudpickle), so functions defined in
-    a notebook or a test work; inside, ``MPI.COMM_WORLD`` has ``n`` ranks.
-
-    Independent of any ipyparallel cluster: tests use it to check MPI code with 1, 2, 3, ...
-    ranks. A rank that raises stops the job and its traceback comes back in a
-    :class:`ClusterError`; ranks still running after ``timeout`` seconds (a deadlock) are
-    killed and ``TimeoutError`` raised."""
-    problem = mpi_problem()
-    if problem:
-        raise ClusterError(f"cannot run on MPI ranks: {problem}")
-    import cloudpickle
-
-    module = sys.modules.get(getattr(fn, "__module__", "") or "")
-    by_value = module is not None and module.__name__ not in ("__main__",) and \
-        not module.__name__.startswith("psml")   # e.g. a test module the ranks cannot import
-    with tempfile.TemporaryDirectory(prefix="psml-ranks-") as tmp:
-        job = Path(tmp) / "job.pkl"
-        if by_value:
-            cloudpickle.register_pickle_by_value(module)
-        try:
-            job.write_bytes(cloudpickle.dumps((fn, args)))
-        finally:
-            if by_value:
-                cloudpickle.unregister_pickle_by_value(module)
-        cmd = ["mpiexec", *mpiexec_args(), "-n", str(n), sys.executable, "-c", _RANK_PROGRAM,
-               str(job)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=tmp, start_new_session=True)
-        try:
-            output, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)          # mpiexec and every rank it started
-            proc.communicate()
-            raise TimeoutError(f"{getattr(fn, '__name__', fn)} did not finish on {n} ranks "
-                               f"within {timeout:g} s: probably a deadlock (every rank "
-                               "waiting in a blocking call for a message no rank sends)"
-                               ) from None
-        import pickle
-
-        parts = [Path(f"{job}.{rank}") for rank in range(n)]
-        outs = [pickle.loads(p.read_bytes()) if p.is_file() else (None, None) for p in parts]
-        for rank, (status, value) in enumerate(outs):
-            if status == "error":   # first the real error; the others were aborted by it
-                raise ClusterError(f"rank {rank} of {n} raised:\n{value}")
-        for rank, (status, value) in enumerate(outs):
-            if status is None:
-                raise ClusterError(f"rank {rank} of {n} returned nothing (mpiexec exit "
-                                   f"{proc.returncode}):\n{output[-3000:]}")
-        results = [value for _, value in outs]
-        return results
-
-
-# --- Slurm -------------------------------------------------------------------------------
-
-def allocation_size(env: dict | None = None) -> int:
-    """How many workers (engines, ranks) the current allocation holds.
-
-    Inside a Slurm job: ``SLURM_NTASKS`` (or ``SLURM_NPROCS``); elsewhere the CPUs this
-    process may run on (``os.sched_getaffinity``, which honours cgroups and ``taskset``).
-    """
-    env = os.environ if env is None else env
-    for var in ("SLURM_NTASKS", "SLURM_NPROCS"):
-        if env.get(var, "").strip().isdigit() and int(env[var]) > 0:
-            return int(env[var])
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS has no affinity API
-        return max(1, os.cpu_count() or 1)
-
-
-def worker_counts(limit: int | None = None, quick: int = 2) -> list[int]:
-    """Sizes for a scaling study: 1, 2, 4, ... up to the allocation (its size included).
-
-    ``limit`` caps the largest size; in quick mode (tests, grading) the cap is ``quick``, so
-    CI stays at 2 whatever machine it runs on.
-    """
-    from psml.config import is_quick
-
-    top = allocation_size()
-    for cap in (limit, quick if is_quick() else None):
-        if cap is not None:
-            top = min(top, cap)
-    sizes = [1]
-    while sizes[-1] * 2 <= top:
-        sizes.append(sizes[-1] * 2)
-    return sizes if sizes[-1] == top else sizes + [top]
-
-
-def slurm_problem(timeout: float = 5) -> str | None:
-    """``None`` when Slurm jobs can be submitted from here, else why not.
-
-    Slurm is usable when ``sbatch`` is on PATH *and* the controller answers
-    ``scontrol ping`` (a laptop with the client tools but no cluster is "no Slurm").
-    """
-    if not shutil.which("sbatch"):
-        return "no `sbatch` on PATH: this machine is not a Slurm login node"
-    try:
-        r = subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
-                           timeout=timeout)
-    except FileNotFoundError:
-        return "`sbatch` is here but `scontrol` is not: the Slurm client tools are incomplete"
-    except subprocess.TimeoutExpired:
-        return f"the Slurm controller did not answer `scontrol ping` within {timeout:.0f} s"
-    if "UP" not in r.stdout:
-        why = (r.stderr.strip() or r.stdout.strip()).splitlines()
-        return f"the Slurm controller is not reachable ({why[-1] if why else 'no answer'})"
-    return None
-
-
-def slurm_available(timeout: float = 5) -> bool:
-    """True when jobs can be submitted (see :func:`slurm_problem` for the reason if not)."""
-    return slurm_problem(timeout) is None
-
-
-def sbatch_options(env: dict | None = None) -> list[str]:
-    """sbatch options from ``PSML_ACCOUNT``, ``PSML_PARTITION``, ``PSML_RESERVATION``,
-    ``PSML_TIME`` (unset or empty ones are left out): ``["--account=training2401", ...]``."""
-    env = os.environ if env is None else env
-    return [f"{opt}={env[var].strip()}" for var, opt in SLURM_SETTINGS.items()
-            if env.get(var, "").strip()]
-
-
-def job_script(name: str) -> Path:
-    """Path of one of the course's job-script templates: ``job_script("mpi")`` is
-    ``<course>/jobs/mpi.sbatch``."""
-    from psml.resources import JOBS, resource
-
-    if not (JOBS / f"{name}.sbatch").is_file():
-        known = ", ".join(sorted(p.stem for p in JOBS.glob("*.sbatch")))
-        raise ClusterError(f"no job template '{name}' in {JOBS} (there are: {known or 'none'})")
-    return resource("jobs", f"{name}.sbatch")
-
-
-def submit(script: str | os.PathLike, *args: str, cwd: str | os.PathLike | None = None,
-           options: list[str] | None = None) -> str:
-    """``sbatch`` a job script with the site's options (:func:`sbatch_options`) and return
-    the job id. ``args`` go to the script; ``options`` are extra sbatch options."""
-    problem = slurm_problem()
-    if problem:
-        raise ClusterError(f"cannot submit {script}: {problem}")
-    path = Path(script)
-    if not path.is_file():
-        raise ClusterError(f"no job script at {path.resolve()}: pass the path of an "
-                           ".sbatch file (the course's templates are in jobs/)")
-    cmd = ["sbatch", "--parsable", *sbatch_options(), *(options or []), str(path.resolve()),
-           *args]
-    # sbatch passes this environment to the job: put this Python's bin/ first, so that
-    # `python` in the job is the course environment even when called from a kernel.
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
-    if r.returncode != 0:
-        raise ClusterError(f"sbatch refused the job: {r.stderr.strip()}\n(command: "
-                           f"{' '.join(cmd)}). Account/partition come from PSML_ACCOUNT, "
-                           "PSML_PARTITION, ... or SBATCH_ACCOUNT, ...: are they right?")
-    return r.stdout.strip().split(";")[0]
-
-
-def job_info(job_id: str) -> dict[str, str]:
-    """``scontrol show job`` as a dict (``JobState``, ``StdOut``, ``ExitCode``, ...);
-    empty once Slurm has forgotten the job."""
-    r = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True,
-                       text=True, timeout=30)
-    return dict(re.findall(r"(\w+)=(\S*)", r.stdout)) if r.returncode == 0 else {}
-
-
-def wait_for_job(job_id: str, timeout: float = 300, poll: float = 0.5) -> str:
-    """Poll until the job ends and return its final state (``"COMPLETED"``, ``"FAILED"``,
-    ...). After ``timeout`` seconds the job is cancelled and :class:`ClusterError` raised."""
-    end = time.monotonic() + timeout
-    state = "UNKNOWN"
-    while time.monotonic() < end:
-        state = job_info(job_id).get("JobState", "UNKNOWN")
-        if state in FINAL_JOB_STATES:
-            return state
-        time.sleep(poll)
-    subprocess.run(["scancel", str(job_id)], capture_output=True, timeout=30)
-    raise ClusterError(f"job {job_id} was still {state} after {timeout:.0f} s and has been "
-                       "cancelled. `squeue --me` shows why jobs wait (Reason column); a "
-                       "full partition or a too-long --time are the usual causes.")
 
 
 # --- ipyparallel clusters ----------------------------------------------------------------

@@ -9,3 +9,8 @@ class PsmlError(Exception):
     """Base of psml's user-facing errors. The message must say what to do next."""
 
     exit_code = 1
+
+
+class ClusterError(PsmlError, RuntimeError):
+    """A cluster, MPI run or Slurm job could not be started or finished; the message says
+    what to do (psml.cluster, psml.ranks, psml.slurm)."""
