@@ -182,6 +182,10 @@ def stop_cluster(rc) -> float:
     cluster = rc.cluster
     rc.close()
     cluster.stop_cluster_sync()
+    # Slurm engines: their temp folder (batch file, job output) goes with them.
+    batch = cluster.config.SlurmEngineSetLauncher.get("batch_file_name")
+    if batch and Path(batch).parent.name.startswith("psml-ipp-slurm-"):
+        shutil.rmtree(Path(batch).parent, ignore_errors=True)
     return time.perf_counter() - t0
 
 
