@@ -40,7 +40,8 @@ import websocket
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from browser import browser_session, login, new_page  # noqa: E402
-from hub_session import course_env, free_port_base  # noqa: E402
+from course_env import course_env  # noqa: E402
+from hub_session import free_port_base  # noqa: E402
 
 from psml.hub import roster, server  # noqa: E402
 

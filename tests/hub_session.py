@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from course_env import course_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01-numpy-vectorization"
@@ -31,7 +32,6 @@ INSTRUCTOR = "psmltest-i1"
 STUDENTS = ("psmltest-s1", "psmltest-s2", "psmltest-s3")
 ROSTER = "id,name,role\n" + f"{INSTRUCTOR},Ina Structor,instructor\n" + "".join(
     f"{s},Student {s[-2:].upper()},student\n" for s in STUDENTS)
-ENV_CACHE = Path(os.environ.get("PSML_HUB_ENV", "/var/tmp/psml-hub-env"))
 
 
 def psml(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -59,14 +59,6 @@ def free_port_base(low: int = 20000, high: int = 25000) -> int:
         if ok:
             return p
     raise RuntimeError("no three consecutive free ports")
-
-
-def course_env() -> Path:
-    """The student-safe course environment (item 3's script), built once and reused."""
-    r = subprocess.run([str(ROOT / "tools" / "course-env.sh"), str(ENV_CACHE)],
-                       capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, f"tools/course-env.sh failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
-    return ENV_CACHE
 
 
 @dataclass
