@@ -8,6 +8,7 @@ test_hub_browser.py). One hub for the session (tests/hub_session.py).
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -154,12 +155,40 @@ def _secret_lines() -> list[str]:
     return sorted(lines)
 
 
+# The Filesystem Hierarchy Standard's top-level folders: what any hub machine has.
+SYSTEM_ROOTS = ("bin", "boot", "etc", "home", "lib", "lib32", "lib64", "libx32", "media",
+                "mnt", "opt", "root", "sbin", "srv", "tmp", "var")
+
+
+def _walk_roots(hub) -> list[Path]:
+    """The system folders plus the checkout and the course environment, each once."""
+    roots = [Path("/", n) for n in SYSTEM_ROOTS if Path("/", n).is_dir()
+             and not Path("/", n).is_symlink()]
+    for extra in (ROOT, hub.env_link.resolve(), hub.state):
+        if not any(extra.is_relative_to(r) for r in roots):
+            roots.append(extra)
+    return roots
+
+
+def test_walk_covers_the_system_folders_and_the_course(hub):
+    roots = _walk_roots(hub)
+    for must in ("/tmp", "/var", "/home", "/etc", "/srv", "/opt", "/root"):
+        assert Path(must) in roots or not Path(must).is_dir(), (must, roots)
+    for course in (ROOT, hub.env_link.resolve(), hub.state):
+        assert any(course.is_relative_to(r) for r in roots), (course, roots)
+
+
 def test_no_file_readable_by_a_student_holds_a_solution(hub, tmp_path):
-    """Walk the whole filesystem as a student's uid (except /proc, /sys, /dev, /run,
-    Debian's /usr and third-party site-packages) and grep every readable file for solution
+    """Walk the filesystem as a student's uid and grep every readable file for solution
     and hidden-test lines, as written in the notebooks (JSON-escaped) and as plain text.
-    PSML_HUB_WALK_SKIP=/a:/b leaves out paths (e.g. /tmp on a shared development machine,
-    where other people's scratch copies of the course lie); CI sets nothing."""
+
+    Walked: every standard top-level folder (/etc, /home, /opt, /root, /srv, /tmp, /var, ...:
+    where a hub, its users and their scratch live) and, wherever they are, the checkout and
+    the course environment. Not walked: /proc, /sys, /dev, /run, Debian's /usr, third-party
+    site-packages, and other top-level mounts (a CI runner's or a site's own workspace, which
+    the course does not write to). PSML_HUB_WALK_SKIP=/a:/b leaves out more paths (e.g. /tmp
+    on a shared development machine, where other people's scratch copies of the course lie);
+    CI sets nothing."""
     patterns = _secret_lines()
     assert len(patterns) > 100, len(patterns)  # enough to recognise any solution
     pat = Path("/tmp") / f"psml-hub-patterns-{tmp_path.name}.txt"
@@ -169,7 +198,8 @@ def test_no_file_readable_by_a_student_holds_a_solution(hub, tmp_path):
         # Third-party packages (PyPI wheels in any venv) are skipped, psml's own are not.
         skip = "".join(f" -o -path {p}" for p in os.environ.get("PSML_HUB_WALK_SKIP",
                                                                 "").split(":") if p)
-        walk = (f"find / \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /usr"
+        roots = " ".join(shlex.quote(str(r)) for r in _walk_roots(hub))
+        walk = (f"find {roots} \\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /usr"
                 f" -o -path {pat}{skip} -o \\( -path '*/site-packages/*' ! -path '*/site-packages/psml*'"
                 f" \\) \\) -prune -o -type f -readable -size -5M -print0 2>/dev/null"
                 f" | xargs -0 -r grep -l -F -f {pat} -- 2>/dev/null; true")
