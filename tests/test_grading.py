@@ -208,6 +208,20 @@ def test_stderr_in_a_test_cell_costs_no_points():
     assert [o.output_type for o in cell.outputs] == ["stream", "error"], "outputs were changed"
 
 
+def test_late_penalty_follows_the_course_policy():
+    from traitlets.config import Config
+
+    from psml.grading import late
+
+    assert late.penalties(Config(), "s", 0, {"a": 3.0}) == {"a": None}
+    assert late.penalties(Config(), "s", 60, {"a": 3.0}) == {"a": None}  # nbgrader's 'none'
+    zero = Config({"LateSubmissionPlugin": {"penalty_method": "zero"}})
+    assert late.penalties(zero, "s", 60, {"a": 3.0, "b": 0.0}) == {"a": 3.0, "b": 0.0}
+    assert late.penalties(zero, "s", 0, {"a": 3.0}) == {"a": None}  # on time: no penalty
+    assert [late.describe(t) for t in (30, 59 * 60, 3700, 90061)] == [
+        "30 s", "59 min", "1 h 1 min", "1 d 1 h"]
+
+
 @pytest.mark.skipif(not grading.can_isolate(), reason="needs root (CI runs as root)")
 def test_kill_uid_from_a_worker_thread():
     uid = 3_099_000 + threading.get_ident() % 1000
@@ -474,22 +488,44 @@ def test_noisy_but_correct_on_a_tensorflow_unit(tmp_path):
 @pytest.mark.slow
 def test_cli_grades_a_folder_without_sandbox(tmp_path):
     """The command end to end, in the mode a non-root instructor gets (limits, no isolation),
-    with a manually graded answer cell: its rubric goes to the instructor, not the student."""
+    with a manually graded answer cell: its rubric goes to the instructor, not the student;
+    and a due date the corpus missed by a day under the course's 'zero' late policy."""
     course = fixture_course(tmp_path, ROOT)
-    make_corpus(course, FIXTURE, tmp_path / "inbox", only=["good", "untouched", "corrupt_json"])
+    make_corpus(course, FIXTURE, tmp_path / "inbox",
+                only=["good", "untouched", "corrupt_json", "on_time"])
+    # every corpus submission is stamped 2026-01-01 12:00 UTC; "on_time" a day earlier
+    on_time = tmp_path / "inbox" / "on_time"
+    shutil.copytree(tmp_path / "inbox" / "good", on_time)
+    (on_time / FIXTURE / "timestamp.txt").write_text("2025-12-30 12:00:00.000000 UTC")
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write("\nc.LateSubmissionPlugin.penalty_method = 'zero'\n")
+    subprocess.run([sys.executable, "-m", "nbgrader", "db", "assignment", "add", FIXTURE,
+                    "--duedate=2025-12-31 12:00:00 UTC"], cwd=course, check=True,
+                   capture_output=True)
     r = subprocess.run([sys.executable, "-m", "psml", "grade", FIXTURE, "--from",
                         str(tmp_path / "inbox"), "--no-sandbox", "--workers", "2",
                         "--cell-timeout", "30"], cwd=course, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "3 submissions: 2 graded, 0 flagged, 1 failed" in r.stdout, r.stdout
+    assert "4 submissions: 3 graded, 0 flagged, 1 failed" in r.stdout, r.stdout
     assert "5/7 (+2 manual)" in r.stdout, f"manual points not shown as pending:\n{r.stdout}"
+    assert "5/7 (-5 late) (+2 manual)" in r.stdout, f"late penalty not shown:\n{r.stdout}"
     with open(course / "grades.csv", newline="") as f:
-        scores = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
-    assert scores == {"good": 5.0, "untouched": 0.0, "corrupt_json": 0.0}, scores
+        export = {row["student_id"]: row for row in csv.DictReader(f)}
+    scores = {k: (float(v["raw_score"]), float(v["late_submission_penalty"]),
+                  float(v["score"])) for k, v in export.items()}
+    # late but kept: the raw score stands, the course's policy ('zero') takes it off
+    assert scores == {"good": (5.0, 5.0, 0.0), "untouched": (0.0, 0.0, 0.0),
+                      "corrupt_json": (0.0, 0.0, 0.0), "on_time": (5.0, 0.0, 5.0)}, scores
     with open(course / "grading-summary.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     assert "not valid notebook JSON" in rows["corrupt_json"]["reason"]
     assert rows["good"]["manual_points"] == "2"
+    assert (rows["good"]["seconds_late"], rows["good"]["late_penalty"], rows["good"]["score"],
+            rows["good"]["raw_score"]) == ("86400", "5", "0", "5"), rows["good"]
+    assert rows["on_time"]["seconds_late"] == "0" and rows["on_time"]["score"] == "5"
+    assert "submitted 1 d 0 h after the due date" in rows["good"]["reason"], rows["good"]
+    notes = (course / "feedback" / "good" / FIXTURE / f"{FIXTURE}.html").read_text()
+    assert "after the due date" in notes and "penalty 5 points" in notes, "no late note"
     assert RUBRIC_LINE in (course / "grading-rubrics.md").read_text(), "no rubric for the instructor"
     # ("good" submitted the source itself, model answer and rubric included)
     page = (course / "feedback" / "untouched" / FIXTURE / f"{FIXTURE}.html").read_text()

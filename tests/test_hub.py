@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import requests
-from hub_session import ASSIGNMENT, INSTRUCTOR, ROOT, STUDENTS, as_user
+from hub_session import ASSIGNMENT, INSTRUCTOR, ROOT, STUDENTS, as_user, psml
 
 pytestmark = pytest.mark.slow
 S1, S2, S3 = STUDENTS
@@ -249,3 +249,43 @@ def test_roster_with_duplicate_or_malformed_ids_changes_nothing(hub, tmp_path):
     for needle in ("line 3", "already on line 2", "line 4", "'Bad Id!'", "line 5", "teacher"):
         assert needle in r.stderr, (needle, r.stderr)
     assert subprocess.run(["id", "psmltest-new"], capture_output=True).returncode != 0
+
+
+def test_late_submission_is_flagged_not_lost_and_collected_from_the_formgrader(hub):
+    """The instructor sets a due date and collects through the Formgrader's own API (what its
+    buttons call, as the instructor's uid); a submission after the due date is kept, graded,
+    and flagged with how late it was."""
+    fg = "/formgrader/api/assignment/" + ASSIGNMENT
+    hub.spawn(INSTRUCTOR)
+
+    def due(date):  # what the Formgrader's "edit assignment" sends; None: no due date
+        body = {"duedate_notimezone": date, "duedate_timezone": "UTC"} if date else {}
+        r = hub.user_api(INSTRUCTOR, fg, method="PUT", json=body)
+        assert r.status_code == 200, (r.status_code, r.text[:500])
+        return r.json()["duedate"]
+
+    assert due("2020-01-01 09:00:00").startswith("2020-01-01")
+    try:
+        hub.spawn(S3)
+        assert _action(hub, S3, "fetch", ASSIGNMENT)["success"]
+        assert _action(hub, S3, "submit", ASSIGNMENT)["success"]
+        r = hub.user_api(INSTRUCTOR, fg + "/collect", method="POST")
+        assert r.status_code == 200, (r.status_code, r.text[:500])
+        res = r.json()
+        assert res["success"], res.get("error") or res.get("log")
+        kept = hub.course / "submitted" / S3 / ASSIGNMENT
+        assert (kept / f"{ASSIGNMENT}.ipynb").is_file(), f"nothing collected: {res.get('log')}"
+        assert (kept / "timestamp.txt").read_text().startswith("20")
+        subs = hub.user_api(INSTRUCTOR, fg.replace("/assignment/", "/submissions/")).json()
+        assert any(s["student"] == S3 and s["timestamp"] for s in subs), subs
+        # graded like any other, with how late it was
+        out = psml("grade", ASSIGNMENT, "--student", S3, "--course", str(hub.course),
+                   timeout=900).stdout
+        assert "after the due date" in out, out[-2000:]
+        from nbgrader.api import Gradebook
+
+        with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}", "psml") as gb:
+            late = gb.find_submission(ASSIGNMENT, S3).total_seconds_late
+        assert late > 3600 * 24 * 365, late  # years after the 2020 due date
+    finally:
+        assert due(None) is None  # no due date again, for the other tests of this hub

@@ -17,6 +17,7 @@ One module per job (docs/grading.md has the workflow):
 ``scoring``      a test cell fails by raising, not by writing to stderr (issue 16)
 ``feedback``     feedback without hidden tests and without live student HTML/JS
 ``events``       typed outcome events between the preprocessor and the runner
+``late``         late submissions: the course's nbgrader late policy, applied at merge
 ``runner``       prepare, canary, grade N at a time, merge into the course
 ``report``       results, summary table/CSV, notes in the feedback, manual-cell rubrics
 ``cli``          the ``psml grade`` command

@@ -41,10 +41,17 @@ class Result:
     uid: int | None = None  # the uid its kernel ran as (isolated grading)
     fault: str | None = None  # set when it failed for a reason that is not the student's
     untrusted: bool = False   # student code faked success: scores are 0, needs manual grade
+    seconds_late: float = 0.0  # after the due date (gradebook), 0 when on time
+    late_penalty: float = 0.0  # points the course's late policy takes off
 
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
+
+    @property
+    def final_score(self) -> float:
+        """The auto-graded score less the late penalty (nbgrader's ``score``)."""
+        return max(0.0, self.score - self.late_penalty)
 
     @property
     def manual_points(self) -> float:
@@ -64,6 +71,8 @@ def summary_table(results: list[Result], width: int = 70) -> str:
     for r in results:
         reason = r.reason or "-"
         score = f"{r.score:g}/{r.max_score:g}"
+        if r.late_penalty:
+            score += f" (-{r.late_penalty:g} late)"
         if r.manual_points and r.status != FAILED:
             score += f" (+{r.manual_points:g} manual)"
         rows.append((r.student, r.status, score, f"{r.seconds:.1f}s",
@@ -83,10 +92,12 @@ def summary_table(results: list[Result], width: int = 70) -> str:
 def write_summary(results: list[Result], path: Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student", "status", "score", "max_score", "manual_points", "seconds",
-                    "reason"])
+        # score and raw_score as in nbgrader's grades.csv: score = raw_score - late_penalty
+        w.writerow(["student", "status", "score", "raw_score", "late_penalty", "seconds_late",
+                    "max_score", "manual_points", "seconds", "reason"])
         for r in results:
-            w.writerow([r.student, r.status, f"{r.score:g}", f"{r.max_score:g}",
+            w.writerow([r.student, r.status, f"{r.final_score:g}", f"{r.score:g}",
+                        f"{r.late_penalty:g}", f"{r.seconds_late:.0f}", f"{r.max_score:g}",
                         f"{r.manual_points:g}", f"{r.seconds:.1f}", r.reason])
 
 
@@ -109,6 +120,7 @@ def write_feedback_notes(res: Result, folder: Path, notebooks: list[str]) -> Non
                             "<p>0 points for this notebook.</p></body></html>")
     (folder / "grading-notes.txt").write_text(
         f"status: {res.status}\nscore: {res.score:g} / {res.max_score:g}\n"
+        + (f"late-submission penalty: {res.late_penalty:g}\n" if res.late_penalty else "")
         + (f"manually graded: {res.manual_points:g} points, not yet graded\n"
            if res.manual_points else "")
         + "".join(f"- {r}\n" for r in res.reasons))

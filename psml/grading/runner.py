@@ -31,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 from psml.course import tool_env
-from psml.grading import sandbox
+from psml.grading import late, sandbox
 from psml.grading.submissions import Submission
 from psml.grading.course import Course
 from psml.grading.errors import GradingError
@@ -241,6 +241,17 @@ class Grader:
                 for c in nb.comments:
                     c.auto_comment = res.comments.get((nb.name, c.name))
                 nb.flagged = res.status == FLAGGED
+            # late: flagged with how late and the course's penalty, never dropped
+            res.seconds_late = float(sub.total_seconds_late)
+            own = {nb.name: float(sum(v.auto or 0 for (n, _), v in res.scores.items()
+                                      if n == nb.name)) for nb in sub.notebooks}
+            cut = late.penalties(self.course.config, res.student, res.seconds_late, own)
+            for nb in sub.notebooks:
+                nb.late_submission_penalty = cut.get(nb.name)
+            res.late_penalty = float(sum(p or 0 for p in cut.values()))
+            if res.seconds_late > 0:
+                res.reasons.append(f"submitted {late.describe(res.seconds_late)} after the due "
+                                   f"date: late-submission penalty {res.late_penalty:g} points")
             gb.db.commit()
         src = (res.scratch / "course") if res.scratch else None
         # autograded/: the graded notebooks and the student's own files (capped when the
