@@ -184,3 +184,28 @@ def test_ipyparallel_solution_on_three_engines():
             assert np.allclose(got, serial), f"points_per_task={ppt}:\n{got}\nvs\n{serial}"
     finally:
         cluster.stop_cluster(rc)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_on_ranks_gives_each_rank_count_its_own_communicator():
+    """psml.subcomm.on_ranks: p ranks of a 3-engine MPI cluster see a communicator of size p,
+    results come back in rank order, a collective spans exactly those p, a bad p is refused."""
+    from psml.subcomm import on_ranks
+
+    def who(comm, base):
+        from mpi4py import MPI
+
+        total = comm.allreduce(comm.Get_rank() + 1)        # 1 + ... + p
+        return (comm.Get_rank(), comm.Get_size(), MPI.COMM_WORLD.Get_rank(), base + total)
+
+    who.__module__ = "__main__"  # engines cannot import this test module
+    rc = cluster.start_cluster(3, engines="mpi", timeout=120)
+    try:
+        for p in (1, 2, 3):
+            got = on_ranks(rc, p, who, 100)
+            assert got == [(r, p, r, 100 + p * (p + 1) // 2) for r in range(p)], (p, got)
+        with pytest.raises(ValueError, match="use 1..3"):
+            on_ranks(rc, 4, who, 0)
+    finally:
+        cluster.stop_cluster(rc)
