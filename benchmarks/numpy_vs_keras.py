@@ -52,25 +52,25 @@ def main() -> dict:
     from psml.data import load_mnist
 
     data = load_mnist(quiet=True)
-    X, Y = ns["preprocess"](data.x_train, data.y_train)
-    X_test, _ = ns["preprocess"](data.x_test, data.y_test)
+    X, y = ns["preprocess"](data.x_train, data.y_train)     # integer labels, as the notebook
+    X_test, y_test = ns["preprocess"](data.x_test, data.y_test)
     n_fit = int(len(X) * 0.8)
-    X_fit, Y_fit = X[:n_fit], Y[:n_fit]
+    X_fit, y_fit = X[:n_fit], y[:n_fit]
 
     tf.keras.utils.set_random_seed(0)
     model = ns["build_mlp"]()
-    model.fit(X_fit, Y_fit, batch_size=128, epochs=NUM_EPOCHS, verbose=0)
-    keras_acc = float(np.mean(model.predict(X_test, verbose=0).argmax(1) == data.y_test))
+    model.fit(X_fit, y_fit, batch_size=128, epochs=NUM_EPOCHS, verbose=0)
+    keras_acc = float(np.mean(model.predict(X_test, verbose=0).argmax(1) == y_test))
 
     rng = np.random.default_rng(0)
     params = ns["init_params"](rng)
     for _ in range(NUM_EPOCHS):
-        ns["sgd_epoch"](params, X_fit, Y_fit, lr=0.01, batch_size=128, dropout_rate=0.3, rng=rng)
-    numpy_acc = float(np.mean(ns["numpy_predict"](params, X_test) == data.y_test))
+        ns["sgd_epoch"](params, X_fit, y_fit, lr=0.01, batch_size=128, dropout_rate=0.3, rng=rng)
+    numpy_acc = float(np.mean(ns["numpy_predict"](params, X_test) == y_test))
 
     timing = compare({
-        "numpy": lambda: ns["sgd_epoch"](params, X_fit, Y_fit, batch_size=128, rng=rng),
-        "keras": lambda: model.fit(X_fit, Y_fit, batch_size=128, epochs=1, verbose=0),
+        "numpy": lambda: ns["sgd_epoch"](params, X_fit, y_fit, batch_size=128, rng=rng),
+        "keras": lambda: model.fit(X_fit, y_fit, batch_size=128, epochs=1, verbose=0),
     }, repeat=5)
     print(timing)
     result = {
