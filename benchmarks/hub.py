@@ -308,8 +308,7 @@ def main() -> int:
     port = free_port_base(28000, 32000)
     state = tmp / "srv"
     out = {"machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} "
-                      "GB, shared with other developers' builds and tests while measuring "
-                      f"(load average {os.getloadavg()[0]:.1f} at the start)",
+                      f"GB (load average {os.getloadavg()[0]:.1f} at the start)",
            "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
         t0 = time.perf_counter()
