@@ -43,7 +43,11 @@ def best_of(work: Path, ranks: int, *args: str, repeat: int = 3) -> dict:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="psml-bench-classic-"))
+    with tempfile.TemporaryDirectory(prefix="psml-bench-classic-") as d:  # removed afterwards
+        measure(Path(d))
+
+
+def measure(work: Path) -> None:
     write_parts(work)
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                "load_average_at_start": os.getloadavg()[0]}
