@@ -79,17 +79,37 @@ def first_code_cell() -> str:
 
 
 def run_code(url: str, user: str, token: str, code: str, kernel_id: str | None = None,
-             timeout: float = 300) -> tuple[str, str]:
-    """Start (or reuse) a psml kernel and run ``code`` over its websocket; (kernel, output)."""
+             timeout: float = 300, retries: int = 0, reconnects: list | None = None
+             ) -> tuple[str, str]:
+    """Start (or reuse) a psml kernel and run ``code`` over its websocket; (kernel, output).
+
+    ``retries``: when the server drops the websocket, connect again and run the cell again,
+    as a student in JupyterLab would (it reconnects by itself; output sent meanwhile is
+    lost); each reconnect is appended to ``reconnects``."""
     h = {"Authorization": f"token {token}"}
     base = f"{url}/user/{user}"
     if kernel_id is None:
         r = requests.post(f"{base}/api/kernels", json={"name": "psml"}, headers=h, timeout=120)
         r.raise_for_status()
         kernel_id = r.json()["id"]
+    deadline = time.monotonic() + timeout
+    for attempt in range(retries + 1):
+        try:
+            return kernel_id, _execute(base, user, token, kernel_id, code, deadline)
+        except websocket.WebSocketConnectionClosedException as e:
+            if attempt == retries or time.monotonic() > deadline:
+                raise
+            if reconnects is not None:
+                reconnects.append(f"{user}: {e} (after {time.monotonic() - deadline + timeout:.0f}"
+                                  " s); connected again and re-ran the cell")
+    raise AssertionError("unreachable")
+
+
+def _execute(base: str, user: str, token: str, kernel_id: str, code: str,
+             deadline: float) -> str:
     ws = websocket.create_connection(
         f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels",
-        header=[f"Authorization: token {token}"], timeout=timeout)
+        header=[f"Authorization: token {token}"], timeout=max(1, deadline - time.monotonic()))
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({"header": {"msg_id": msg_id, "msg_type": "execute_request",
                                    "username": user, "session": uuid.uuid4().hex,
@@ -97,7 +117,7 @@ def run_code(url: str, user: str, token: str, code: str, kernel_id: str | None =
                         "parent_header": {}, "metadata": {}, "channel": "shell",
                         "content": {"code": code, "silent": False, "store_history": True,
                                     "user_expressions": {}, "allow_stdin": False}}))
-    out, deadline = [], time.monotonic() + timeout
+    out, replied, idle = [], False, False
     try:
         while time.monotonic() < deadline:
             m = json.loads(ws.recv())
@@ -107,11 +127,13 @@ def run_code(url: str, user: str, token: str, code: str, kernel_id: str | None =
                 out.append(m["content"]["text"])
             if m["msg_type"] == "error":
                 raise RuntimeError(f"{user}: {m['content']['ename']}: {m['content']['evalue']}")
-            if m["msg_type"] == "execute_reply":
-                return kernel_id, "".join(out)
+            replied |= m["msg_type"] == "execute_reply"
+            idle |= m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+            if replied and idle:  # the reply (shell) and all output (iopub, then idle)
+                return "".join(out)
     finally:
         ws.close()
-    raise TimeoutError(f"{user}: no execute_reply within {timeout} s")
+    raise TimeoutError(f"{user}: no execute_reply within the time left")
 
 
 def rss_of(uid: int) -> int:
@@ -169,7 +191,7 @@ def class_of_n(url: str, users: list[str], tokens: dict, timed: Timed,
     mem = MemorySampler()
     mem.start()
     t0 = time.perf_counter()
-    results = {}
+    results, reconnects = {}, []
 
     def one(u):
         s = requests.Session()
@@ -185,8 +207,8 @@ def class_of_n(url: str, users: list[str], tokens: dict, timed: Timed,
             return u, {"error": "not ready in time"}
         spawned = time.perf_counter() - ts
         try:
-            run_code(url, u, tokens[u], code, timeout=max(30, bound_s - (time.perf_counter()
-                                                                           - t0)))
+            run_code(url, u, tokens[u], code, retries=2, reconnects=reconnects,
+                     timeout=max(30, bound_s - (time.perf_counter() - t0)))
         except Exception as e:  # noqa: BLE001 - recorded, not fatal: the figure says how many
             return u, {"spawn_s": round(spawned, 1), "error": str(e)[:200]}
         return u, {"spawn_s": round(spawned, 1),
@@ -207,6 +229,7 @@ def class_of_n(url: str, users: list[str], tokens: dict, timed: Timed,
             "first_cell_s_median": pct([r["first_cell_s"] for r in ok], 0.5),
             "first_cell_s_worst": max((r["first_cell_s"] for r in ok), default=None),
             "errors": {u: r["error"] for u, r in results.items() if "error" in r},
+            "websocket_reconnects": reconnects,
             "machine_peak_used_gb": round(mem.peak / 2**30, 2),
             "machine_used_before_gb": round(mem.base / 2**30, 2),
             "per_student_rss_mb_median": round(statistics.median(per) / 2**20),
@@ -327,6 +350,11 @@ def main() -> int:
         out["class_of_30" if a.students == 30 else f"class_of_{a.students}"] = c = \
             class_of_n(url, users, tokens, Timed())
         print(c, flush=True)
+        trouble = set(c["errors"]) | {r.split(":")[0] for r in c["websocket_reconnects"]}
+        if trouble:  # the warnings the hub and the servers logged (the state folder goes)
+            c["log_warnings"] = [ln[-300:] for ln in (state / "hub" / "jupyterhub.log").read_text(
+                errors="replace").splitlines() if ln.startswith(("[W ", "[E "))
+                or any(u in ln for u in trouble)][-30:]
         print("hub restart ...", flush=True)
         out["hub_restart"] = hub_restart(s, url, users[:5], tokens)
         print(out["hub_restart"], flush=True)
