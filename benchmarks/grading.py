@@ -6,8 +6,9 @@ tests/grading_corpus.py (good, untouched, exceptions, restructured cells, noise,
 monkeypatching, ...; the slow cases -- fork bomb, memory hog -- are left out so the runs
 compare like with like). The three ``psml grade`` runs must give every submission the same
 score: neither parallelism nor a loaded machine may change a grade (01's loop-vs-NumPy
-cells time code, but no grade depends on a time). Plain nbgrader gets the same notebooks in one ``nbgrader autograde`` call. Peak memory:
-the largest resident set of one grading worker (nbgrader + kernel, sampled every 0.2 s).
+cells time code, but no grade depends on a time). Plain nbgrader gets the same notebooks in
+one ``nbgrader autograde`` call. Peak memory: the largest resident set of one grading worker
+(nbgrader + kernel, sampled every 0.2 s).
 Writes results/grading.json; exits 1 if the scores differ.
 """
 
