@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from mpi_run import run_ranks
 from nbtools import ROOT
 
 from psml import spatial
-from psml.cluster import mpiexec_args
 
 UNIT = ROOT / "solutions" / "10-svm-dbscan"
 # grade_ids of the solution cells the batch program imports (what section 6 writes)
@@ -40,14 +40,13 @@ def write_parts(dest):
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_parallel_dbscan_and_kmeans_equal_serial(ranks, tmp_path):
     script = write_parts(tmp_path)
-    r = subprocess.run(["mpiexec", *mpiexec_args(), "-n", str(ranks), sys.executable, "-m",
-                        "mpi4py", str(script), "--points", "1500", "--kmeans-steps", "3"],
-                       capture_output=True, text=True, timeout=200, cwd=tmp_path)
-    assert r.returncode == 0, f"exit {r.returncode}:\n{r.stdout}\n{r.stderr[-3000:]}"
-    for rank in range(ranks):
-        assert f"rank {rank}/{ranks}" in r.stdout, r.stdout
-    assert "dbscan vs scikit-learn: same clustering (OK)" in r.stdout, r.stdout
-    assert "kmeans: max |parallel - serial|" in r.stdout and r.stdout.count("(OK)") == 2, r.stdout
+    r, outs = run_ranks(ranks, [str(script), "--points", "1500", "--kmeans-steps", "3"],
+                        tmp_path, timeout=200)
+    assert r.returncode == 0, f"exit {r.returncode}:\n{outs}\n{r.stderr[-3000:]}"
+    for rank, out in enumerate(outs):
+        assert f"rank {rank}/{ranks}" in out, f"rank {rank} printed:\n{out}"
+    assert "dbscan vs scikit-learn: same clustering (OK)" in outs[0], outs[0]
+    assert "kmeans: max |parallel - serial|" in outs[0] and outs[0].count("(OK)") == 2, outs[0]
 
 
 def test_program_explains_missing_parts(tmp_path):

@@ -2,15 +2,13 @@
 program) is correct with 1, 2 and 3 ranks: one `mpiexec -n p` per size runs it all."""
 
 import json
-import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+from mpi_run import run_ranks
 from nbtools import ROOT
-
-from psml.cluster import mpiexec_args
 
 NOTEBOOK = ROOT / "solutions" / "08-mpi" / "08-mpi.ipynb"
 # grade_ids of the solution cells the batch program imports (dp_sgd_parts.py)
@@ -90,12 +88,11 @@ def write_parts(dest):
 def test_mpi_code_with_any_number_of_ranks(tmp_path, ranks):
     write_parts(tmp_path)
     (tmp_path / "check.py").write_text(f"CELLS = {px_cells(NOTEBOOK)!r}\n" + CHECK)
-    r = subprocess.run(["mpiexec", *mpiexec_args(), "-n", str(ranks), sys.executable, "-m",
-                        "mpi4py", "check.py"], capture_output=True, text=True, timeout=150,
-                       cwd=tmp_path)
-    assert r.returncode == 0, f"exit {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    assert sorted(re.findall(r"^OK (\d+)$", r.stdout, re.M)) == [str(q) for q in range(ranks)], r.stdout
-    assert f"{ranks} ranks, 5 steps" in r.stdout and "(OK)" in r.stdout, r.stdout
+    r, outs = run_ranks(ranks, ["check.py"], tmp_path, timeout=150)
+    assert r.returncode == 0, f"exit {r.returncode}:\n{outs}\n{r.stderr[-3000:]}"
+    for q, out in enumerate(outs):
+        assert out.splitlines()[-1:] == [f"OK {q}"], f"rank {q} did not finish the checks:\n{out}"
+    assert f"{ranks} ranks, 5 steps" in outs[0] and "(OK)" in outs[0], outs[0]
 
 
 def test_script_explains_missing_parts(tmp_path):
