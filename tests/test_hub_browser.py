@@ -1,7 +1,7 @@
 """A class round trip in a real browser (Debian's chromium, driven by Playwright) against
 the hub `psml hub start` runs: a student fetches 01, runs a cell, types a solution into the
 notebook (through the UI: CodeMirror receives the text as typed input), validates and submits;
-the instructor sees the submission in the Formgrader; `psml grade --exchange` grades it; the
+the instructor collects it with the Formgrader's Collect button and sees it there; `psml grade --exchange` grades it; the
 feedback is released and the student's page shows the score. Screenshots of every step land
 in .cache/screenshots/ (PSML_DOC_SHOTS=1 refreshes docs/img/).
 """
@@ -120,15 +120,27 @@ def _round_trip(hub, browser):
     shot(page, "06-submitted", doc=True)
 
     # --- the instructor ---------------------------------------------------------------
-    psml("hub", "collect", ASSIGNMENT, "--state", str(hub.state))
     teacher = new_page(browser)
     login(teacher, hub.url, INSTRUCTOR, hub.admin_password)
     items = _menu_items(teacher, "Nbgrader")
     assert {"Formgrader", "Assignment List"} <= set(items), items
+    # the Formgrader's Collect button (runs as the instructor, through the exchange)
+    teacher.goto(f"{hub.url}/user/{INSTRUCTOR}/formgrader/manage_assignments")
+    teacher.locator("tr", has_text=ASSIGNMENT).locator("td.collect a").click()
+    done = teacher.locator("#success-modal, #error-modal")
+    done.wait_for(timeout=120_000)
+    teacher.wait_for_function(  # Bootstrap's fade-in has ended: the screenshot is legible
+        "() => [...document.querySelectorAll('.modal.in')].some(m => "
+        "getComputedStyle(m).opacity === '1')")
+    shot(teacher, "07-formgrader-collect", doc=True)
+    assert "Successfully collected" in done.inner_text(), done.inner_text()
+    done.locator("button", has_text="OK").click()
+    kept = hub.course / "submitted" / STUDENT / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert kept.is_file(), f"the Collect button collected nothing into {kept.parent}"
     teacher.goto(f"{hub.url}/user/{INSTRUCTOR}/formgrader/manage_submissions/{ASSIGNMENT}")
     row = teacher.locator("tr", has_text=STUDENT)
     row.first.wait_for(timeout=60_000)
-    shot(teacher, "07-formgrader-submission", doc=True)
+    shot(teacher, "08-formgrader-submission", doc=True)
 
     # --- grading and feedback ---------------------------------------------------------
     psml("grade", ASSIGNMENT, "--exchange", "--course", str(hub.course), timeout=900)
@@ -140,7 +152,7 @@ def _round_trip(hub, browser):
     assert score == _points_of("test_softmax") > 0, (score, max_score)
     psml("hub", "feedback", ASSIGNMENT, "--state", str(hub.state))
     teacher.reload()
-    shot(teacher, "08-formgrader-graded")
+    shot(teacher, "09-formgrader-graded")
 
     page.locator(".lm-TabBar-tab", has_text="Assignments").click()
     page.locator("#refresh_assignments_list").click()
@@ -150,14 +162,14 @@ def _round_trip(hub, browser):
     view.click()  # the file browser opens the feedback folder
     html = page.locator(".jp-DirListing-item", has_text=".html")
     html.first.wait_for()
-    shot(page, "09-feedback-fetched", doc=True)
+    shot(page, "10-feedback-fetched", doc=True)
     listed = hub.user_api(STUDENT, "/assignments?course_id=psml").json()["value"]
     folder = next(s["local_feedback_path"] for a in listed if a["status"] == "submitted"
                   for s in a["submissions"] if s.get("has_local_feedback"))
     feedback = page.context.new_page()
     feedback.goto(f"{hub.url}/user/{STUDENT}/files/{folder}/{ASSIGNMENT}.html")
     body = feedback.inner_text("body")
-    shot(feedback, "10-feedback-score", doc=True)
+    shot(feedback, "11-feedback-score", doc=True)
     m = re.search(r"Score:\s*([\d.]+)\s*/\s*([\d.]+)", body)
     assert m, body[:500]
     assert (float(m.group(1)), float(m.group(2))) == (score, max_score), m.group(0)
