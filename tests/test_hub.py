@@ -289,3 +289,25 @@ def test_late_submission_is_flagged_not_lost_and_collected_from_the_formgrader(h
         assert late > 3600 * 24 * 365, late  # years after the 2020 due date
     finally:
         assert due(None) is None  # no due date again, for the other tests of this hub
+
+
+def test_hub_restart_keeps_students_servers_and_kernels(hub):
+    """`psml hub stop --keep-servers && psml hub start` (a config change mid-class): a
+    student's server, kernel and the kernel's unsaved state survive; the hub's API answers
+    again and knows the server."""
+    from kernel_client import run_code
+
+    from psml.hub import server
+
+    hub.spawn(S2)
+    started = hub.api("GET", f"/users/{S2}")[1]["servers"][""]["started"]
+    kernel, _ = run_code(hub.url, S2, hub.token(S2), "unsaved = 6 * 7")
+    psml("hub", "stop", "--keep-servers", "--state", str(hub.state))
+    assert server.pid(hub.settings) is None, "the hub should be down"
+    psml("hub", "start", "--state", str(hub.state))
+    hub.settings = server.saved_settings(hub.state)
+    code, user = hub.api("GET", f"/users/{S2}")
+    assert code == 200 and user["servers"].get("", {}).get("started") == started, \
+        f"the hub lost (or restarted) {S2}'s server: {user}"
+    _, out = run_code(hub.url, S2, hub.token(S2), "print(unsaved)", kernel_id=kernel)
+    assert out.strip() == "42", f"the kernel lost its state across the restart: {out!r}"
