@@ -302,9 +302,12 @@ def test_hub_restart_keeps_students_servers_and_kernels(hub):
     hub.spawn(S2)
     started = hub.api("GET", f"/users/{S2}")[1]["servers"][""]["started"]
     kernel, _ = run_code(hub.url, S2, hub.token(S2), "unsaved = 6 * 7")
-    psml("hub", "stop", "--keep-servers", "--state", str(hub.state))
-    assert server.pid(hub.settings) is None, "the hub should be down"
-    psml("hub", "start", "--state", str(hub.state))
+    try:
+        psml("hub", "stop", "--keep-servers", "--state", str(hub.state))
+        assert server.pid(hub.settings) is None, "the hub should be down"
+    finally:  # up again whatever happened, for the tests after this one
+        if server.pid(hub.settings) is None:
+            psml("hub", "start", "--state", str(hub.state))
     hub.settings = server.saved_settings(hub.state)
     code, user = hub.api("GET", f"/users/{S2}")
     assert code == 200 and user["servers"].get("", {}).get("started") == started, \
