@@ -95,6 +95,12 @@ def test_exchange_fetch_submit_twice_and_unreleased(hub):
     listed = hub.user_api(S2, "/assignments?course_id=psml").json()["value"]
     submitted = [a for a in listed if a["status"] == "submitted"]
     assert submitted and len(submitted[0]["submissions"]) == 2, submitted
+    psml("hub", "collect", ASSIGNMENT, "--state", str(hub.state))
+    newest = max(name.split("+")[2] for name in mine)  # student+assignment+timestamp+random
+    kept = hub.course / "submitted" / S2 / ASSIGNMENT
+    assert (kept / "timestamp.txt").read_text().strip() == newest, \
+        f"collect kept {(kept / 'timestamp.txt').read_text()!r}, not the newest {newest!r}"
+    assert (kept / f"{ASSIGNMENT}.ipynb").is_file()
 
 
 def test_student_cannot_read_course_other_homes_or_inbound_copies(hub):
